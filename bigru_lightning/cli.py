@@ -1,0 +1,283 @@
+"""The command line: a LightningCLI that trains, tests the best checkpoint and reports.
+
+``main(args)`` is what ``scripts/fit.py`` calls. It accepts every LightningCLI option
+(``--model.*``, ``--data.*``, ``--trainer.*``, ``--optimizer``, ``--lr_scheduler``, ``--config``,
+``--print_config``, ``--seed_everything``) plus ``--ckpt_path`` (a file, or ``last``: the newest
+run's ``last.ckpt`` under the logger's folder) and the shorthands ``--accelerator``, ``--devices``
+and ``--precision`` for their ``--trainer.*`` forms. User mistakes end in one ``error:`` line and
+exit status 2 (set ``BIGRU_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import ArgumentError, lazy_instance
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple, SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.optim import Optimizer
+
+from bigru_lightning.callbacks import EpochLinePrinter, write_hparams_entry
+from bigru_lightning.data.base import SequenceDataModule
+from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
+from bigru_lightning.errors import UserInputError
+from bigru_lightning.module import BiGRUClassifier
+
+SHORTHANDS = ("accelerator", "devices", "precision", "num_nodes", "strategy", "max_epochs")
+DEBUG_ENV = "BIGRU_DEBUG"
+
+
+def expand_shorthands(args: Sequence[str]) -> list[str]:
+    """Rewrite ``--accelerator gpu`` (and the other :data:`SHORTHANDS`) as ``--trainer.accelerator gpu``."""
+    expanded = []
+    for arg in args:
+        name, sep, value = arg.partition("=")
+        if name.startswith("--") and name[2:] in SHORTHANDS:
+            arg = f"--trainer.{name[2:]}{sep}{value}"
+        expanded.append(arg)
+    return expanded
+
+
+class RunConfigSaver(SaveConfigCallback):
+    """Save the resolved config as ``config.yaml`` beside the logs; a resumed run keeps the original."""
+
+    resuming = False
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Write the config unless this run resumes one whose config is already there."""
+        log_dir = trainer.log_dir
+        if self.resuming and log_dir and (Path(log_dir) / self.config_filename).exists():
+            return
+        super().setup(trainer, pl_module, stage)
+
+
+class BiGRUCLI(LightningCLI):
+    """LightningCLI for the BiGRU classifier: links data shapes into the model, trains and tests."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Add ``--ckpt_path``, the ``--checkpoint.*`` group, shape links and the tutorial's optimizer."""
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="Resume training from this checkpoint; 'last' = the newest run's last.ckpt.",
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_optimizer_args((Optimizer,))
+        parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
+        parser.set_defaults(
+            {
+                "data": {"class_path": "bigru_lightning.data.GaussianDataModule"},
+                "checkpoint.monitor": "val/loss",
+                "checkpoint.mode": "min",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-{epoch:02d}",
+                "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
+                "trainer.logger": lazy_instance(TensorBoardLogger, save_dir=".", default_hp_metric=False),
+            }
+        )
+        parser.link_arguments("data.num_features", "model.input_size", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse ``args`` (already taken from ``sys.argv`` by :func:`main`, hence no double-source warning)."""
+        self.config = parser.parse_args(args)
+
+    def before_instantiate_classes(self) -> None:
+        """Check the accelerator, resolve ``--ckpt_path last`` and point the logger at the resumed run."""
+        check_accelerator(str(self.config.get("trainer", {}).get("accelerator", "auto")))
+        ckpt_path = self.config.get("ckpt_path")
+        if not ckpt_path:
+            return
+        logger_cfg = self.config.get("trainer", {}).get("logger")
+        save_dir, name = _logger_location(logger_cfg)
+        path = find_last_checkpoint(save_dir / name) if ckpt_path == "last" else Path(ckpt_path)
+        if not path.is_file():
+            raise UserInputError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+        self.config["ckpt_path"] = str(path)
+        version = _version_of(path, save_dir / name)
+        if version is not None and _is_tensorboard(logger_cfg):
+            logger_cfg.init_args.version = version
+
+    def after_instantiate_classes(self) -> None:
+        """Tell the config saver whether this run resumes an earlier one."""
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, RunConfigSaver):
+                callback.resuming = bool(self.config.get("ckpt_path"))
+
+    def run(self) -> dict[str, float]:
+        """Fit, test the best checkpoint, print the tutorial's lines and return the test metrics."""
+        model: BiGRUClassifier = self.model
+        datamodule: SequenceDataModule = self.datamodule
+        datamodule.setup("fit")  # read or generate the data before any log folder exists
+        hand_data_facts_to_model(datamodule, model)
+        ckpt_path = self.config.get("ckpt_path")
+        self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        if self.trainer.interrupted:
+            return {}
+        checkpoint = self.trainer.checkpoint_callback
+        best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+        results = self.trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+        if isinstance(datamodule, GaussianDataModule):
+            metrics["test/bayes_acc"] = datamodule.bayes_accuracy()
+        if self.trainer.is_global_zero and "test/acc" in metrics:
+            print(f"Test Accuracy: {100 * metrics['test/acc']:.2f}%")
+            if "test/bayes_acc" in metrics:
+                print(f"Bayes-Optimal Accuracy: {100 * metrics['test/bayes_acc']:.2f}%")
+        self._log_final(metrics)
+        return metrics
+
+    def _log_final(self, metrics: dict[str, float]) -> None:
+        """Write ``test/bayes_acc`` as a scalar and the run's TensorBoard HParams entry with the test metrics."""
+        logger = self.trainer.logger
+        if not isinstance(logger, TensorBoardLogger) or not self.trainer.is_global_zero:
+            return
+        params: dict[str, Any] = {"model": dict(self.model.hparams)}
+        if self.datamodule is not None:
+            params["data"] = dict(self.datamodule.hparams)
+        if "test/bayes_acc" in metrics:
+            logger.log_metrics({"test/bayes_acc": metrics["test/bayes_acc"]}, step=self.trainer.global_step)
+        write_hparams_entry(logger, params, metrics)
+        logger.finalize("success")
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Refuse an accelerator that this machine does not have, naming what it does have."""
+    available = ["cpu", "auto"]
+    if torch.cuda.is_available():
+        available += ["gpu", "cuda"]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        available += ["gpu", "mps"]
+    if accelerator.lower() in ("gpu", "cuda", "mps") and accelerator.lower() not in available:
+        raise UserInputError(
+            f"--trainer.accelerator {accelerator}: no such device on this machine "
+            f"(accepted here: {', '.join(dict.fromkeys(available))})"
+        )
+
+
+def hand_data_facts_to_model(datamodule: SequenceDataModule, model: BiGRUClassifier) -> None:
+    """Give the model what only the data knows: input scaling, label names, auto class weights."""
+    if datamodule.feature_mean is not None and datamodule.feature_std is not None:
+        model.set_input_scaling(datamodule.feature_mean, datamodule.feature_std)
+    model.label_names = list(datamodule.label_names)
+    if model.hparams.get("class_weights") == "auto" and datamodule.train_split is not None:
+        counts = torch.bincount(datamodule.train_split.y, minlength=datamodule.num_classes).double()
+        weights = counts.sum() / (len(counts) * counts.clamp(min=1))
+        model.set_class_weights(weights.float())
+
+
+def find_last_checkpoint(runs_dir: Path) -> Path:
+    """The most recently written ``version_*/checkpoints/last.ckpt`` under ``runs_dir``."""
+    candidates = sorted(runs_dir.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise UserInputError(f"--ckpt_path last: no {runs_dir}/version_*/checkpoints/last.ckpt found")
+    return candidates[-1]
+
+
+def _logger_location(logger_cfg: Any) -> tuple[Path, str]:
+    if _is_tensorboard(logger_cfg):
+        init = logger_cfg.init_args
+        return Path(str(init.get("save_dir") or ".")), str(init.get("name") or "lightning_logs")
+    return Path("."), "lightning_logs"
+
+
+def _is_tensorboard(logger_cfg: Any) -> bool:
+    class_path = getattr(logger_cfg, "class_path", None) or ""
+    return str(class_path).endswith("TensorBoardLogger") and hasattr(logger_cfg, "init_args")
+
+
+def _version_of(path: Path, runs_dir: Path) -> int | None:
+    """N when ``path`` is ``runs_dir/version_N/checkpoints/<file>``, else None."""
+    try:
+        relative = path.resolve().relative_to(runs_dir.resolve())
+    except ValueError:
+        return None
+    match = re.fullmatch(r"version_(\d+)", relative.parts[0]) if len(relative.parts) == 3 else None
+    return int(match.group(1)) if match else None
+
+
+class _DropAdvertising(logging.Filter):
+    """Drop Lightning's advertising tips from the run's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+
+
+def _quiet_known_warnings() -> None:
+    """Silence Lightning messages that are expected with this design, not user problems."""
+    for pattern in (
+        r".*configure_optimizers` will be overridden by",
+        r".*does not have many workers",
+        r".*The number of training batches .* is smaller than the logging interval",
+        r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+    rank_zero_logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdvertising) for f in rank_zero_logger.filters):
+        rank_zero_logger.addFilter(_DropAdvertising())
+
+
+def _user_error(message: str) -> SystemExit:
+    print(f"error: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
+def main(args: Sequence[str] | None = None) -> dict[str, float]:
+    """Run the CLI on ``args`` (default: ``sys.argv[1:]``) and return the test metrics."""
+    argv = expand_shorthands(sys.argv[1:] if args is None else args)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    _quiet_known_warnings()
+    try:
+        cli = BiGRUCLI(
+            BiGRUClassifier,
+            SequenceDataModule,
+            subclass_mode_data=True,
+            save_config_callback=RunConfigSaver,
+            args=argv,
+            run=False,
+            parser_kwargs={"exit_on_error": False},
+            seed_everything_default=42,
+            trainer_defaults={
+                "max_epochs": 10,
+                "log_every_n_steps": 1,
+                # A progress bar only where someone watches it: piped output keeps the epoch lines clean.
+                "enable_progress_bar": sys.stdout.isatty(),
+                "callbacks": [EpochLinePrinter()],
+            },
+        )
+        return cli.run()
+    except Exception as error:
+        user_error = find_user_error(error)
+        if debug or user_error is None:
+            raise
+        raise _user_error(one_line(user_error)) from None
+
+
+def find_user_error(error: BaseException) -> BaseException | None:
+    """The user's mistake behind ``error`` (following its causes), or None for a genuine failure."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (UserInputError, MisconfigurationException, ArgumentError)):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message on one line, with jsonargparse's 'Parser key "k":' shown as '--k:'."""
+    text = " ".join(str(error).split())
+    return re.sub(r'Parser key "([^"]+)":', r"--\1:", text)

@@ -1,0 +1,207 @@
+"""The LightningModule: the BiGRU, cross-entropy, per-stage torchmetrics, optimizer and predict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, cast
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.nn import functional
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
+
+from bigru_lightning.errors import UserInputError
+from bigru_lightning.model import BiGRU, Pooling
+
+Batch = Sequence[torch.Tensor]
+STAGES = ("train", "val", "test")
+
+
+class WeightedMean(Metric):
+    """Mean of per-batch values weighted by batch size, exact under data parallelism."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.total: torch.Tensor
+        self.count: torch.Tensor
+
+    def update(self, value: torch.Tensor, weight: int) -> None:
+        """Add ``value`` (a batch mean) counted ``weight`` times."""
+        self.total += value.detach().to(torch.float64) * weight
+        self.count += weight
+
+    def compute(self) -> torch.Tensor:
+        """The weighted mean so far."""
+        return (self.total / self.count).to(torch.float32)
+
+
+class BiGRUClassifier(pl.LightningModule):
+    """A bidirectional GRU sequence classifier trained with cross-entropy.
+
+    The optimizer comes from LightningCLI's ``--optimizer`` group (Adam, lr 0.01 by default, as in
+    the tutorial); used from Python without the CLI, :meth:`configure_optimizers` gives the same.
+
+    Args:
+        input_size: Features per time step (linked from ``data.num_features`` by the CLI).
+        num_classes: Number of classes (linked from ``data.num_classes`` by the CLI).
+        hidden_size: Hidden units per direction and layer.
+        num_layers: Stacked GRU layers.
+        dropout: Dropout between GRU layers and before the head, in [0, 1).
+        bidirectional: Also run the GRU backwards in time.
+        pooling: ``final_state`` (both directions' final hidden states), ``last_step`` (the
+            tutorial's ``out[:, -1]``), ``mean`` or ``max`` over time.
+        class_weights: Cross-entropy class weights: None (unweighted), ``auto`` (inverse class
+            frequency on the training split), or one positive number per class.
+    """
+
+    def __init__(
+        self,
+        input_size: int = 1,
+        num_classes: int = 2,
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        bidirectional: bool = True,
+        pooling: Pooling = "final_state",
+        class_weights: Literal["auto"] | list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        try:
+            self.net = BiGRU(
+                input_size=input_size,
+                hidden_size=hidden_size,
+                num_layers=num_layers,
+                num_classes=num_classes,
+                dropout=dropout,
+                bidirectional=bidirectional,
+                pooling=pooling,
+            )
+        except ValueError as error:
+            raise UserInputError(f"model.{error}") from error
+        weights = torch.ones(num_classes)
+        if isinstance(class_weights, list):
+            weights = torch.tensor(class_weights, dtype=torch.float32)
+            valid = bool(torch.isfinite(weights).all()) and bool((weights > 0).all())
+            if weights.numel() != num_classes or not valid:
+                raise UserInputError(
+                    f"model.class_weights must be 'auto', null or {num_classes} positive numbers; got {class_weights!r}"
+                )
+        elif class_weights not in (None, "auto"):
+            raise UserInputError(
+                f"model.class_weights must be 'auto', null or a list of numbers; got {class_weights!r}"
+            )
+        self.register_buffer("class_weight", weights)
+        self.register_buffer("feature_mean", torch.zeros(input_size))
+        self.register_buffer("feature_std", torch.ones(input_size))
+        self.class_weight: torch.Tensor
+        self.feature_mean: torch.Tensor
+        self.feature_std: torch.Tensor
+        self.label_names: list[str] = [str(k) for k in range(num_classes)]
+        # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the suffixes.
+        self.losses = nn.ModuleDict({f"{stage}_loss": WeightedMean() for stage in STAGES})
+        self.metrics = nn.ModuleDict({f"{stage}_metrics": self._stage_metrics(stage, num_classes) for stage in STAGES})
+
+    @staticmethod
+    def _stage_metrics(stage: str, num_classes: int) -> MetricCollection:
+        metrics: dict[str, Metric | MetricCollection] = {
+            "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
+        }
+        if stage == "test":
+            metrics["f1"] = MulticlassF1Score(num_classes, average="macro", validate_args=False)
+            metrics["auroc"] = MulticlassAUROC(num_classes, average="macro", validate_args=False)
+        return MetricCollection(metrics, prefix=f"{stage}/")
+
+    # -- data facts handed over by the CLI ---------------------------------------------------------
+    def set_input_scaling(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise inputs inside the model: ``(x - mean) / std`` per feature (saved with it)."""
+        self.feature_mean.copy_(mean.reshape(-1))
+        self.feature_std.copy_(std.reshape(-1))
+
+    def set_class_weights(self, weights: torch.Tensor) -> None:
+        """Set the cross-entropy class weights (used for ``class_weights: auto``)."""
+        self.class_weight.copy_(weights.reshape(-1))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the label names beside the weights."""
+        checkpoint["label_names"] = list(self.label_names)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the label names."""
+        self.label_names = [str(name) for name in checkpoint.get("label_names", self.label_names)]
+
+    # -- forward and steps -------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits for raw sequences ``x`` (batch, time, features)."""
+        x = (x - self.feature_mean) / self.feature_std
+        return self.net(x, lengths)
+
+    def _shared_step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch[0], batch[1]
+        lengths = batch[2] if len(batch) > 2 else None
+        logits = self(x, lengths)
+        loss = functional.cross_entropy(logits, y, weight=self.class_weight)
+        self._loss(stage).update(loss, y.shape[0])
+        collection = self._metrics(stage)
+        if stage == "test":
+            collection.update(logits.softmax(dim=-1), y)
+        else:
+            collection.update(logits, y)
+        return loss, logits
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """Cross-entropy on one training batch."""
+        loss, _ = self._shared_step(batch, "train")
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Accumulate validation loss and accuracy."""
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        """Accumulate test loss, accuracy, macro F1 and AUROC."""
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """Class probabilities, shape (batch, num_classes)."""
+        x = batch[0]
+        lengths = batch[2] if len(batch) > 2 else None
+        return self(x, lengths).softmax(dim=-1)
+
+    def _loss(self, stage: str) -> WeightedMean:
+        return cast(WeightedMean, self.losses[f"{stage}_loss"])
+
+    def _metrics(self, stage: str) -> MetricCollection:
+        return cast(MetricCollection, self.metrics[f"{stage}_metrics"])
+
+    def epoch_loss(self, stage: str) -> torch.Tensor:
+        """Mean loss of ``stage`` (train, val or test) over the batches seen since its last reset."""
+        return self._loss(stage).compute()
+
+    def _log_epoch(self, stage: str) -> None:
+        values = {f"{stage}/loss": self.epoch_loss(stage), **self._metrics(stage).compute()}
+        self.log_dict(values, on_step=False, on_epoch=True, sync_dist=False)
+        self._loss(stage).reset()
+        self._metrics(stage).reset()
+
+    def on_train_epoch_end(self) -> None:
+        """Log ``train/loss`` and ``train/acc`` for the epoch."""
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/loss`` and ``val/acc`` for the epoch."""
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log ``test/loss``, ``test/acc``, ``test/f1`` and ``test/auroc``."""
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam with lr 0.01, the tutorial's optimizer (the CLI's ``--optimizer`` replaces it)."""
+        return torch.optim.Adam(self.parameters(), lr=0.01)

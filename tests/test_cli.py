@@ -1,0 +1,196 @@
+"""The CLI driven in-process through ``main(args=[...])``: the tutorial run, logs, config, resume, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, script_env
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from bigru_lightning.cli import expand_shorthands, main
+
+EPOCH_LINE = re.compile(r"^Epoch \[(\d+)/(\d+)\], Train Loss: (\d+\.\d{4}), Validation Loss: (\d+\.\d{4})$")
+
+
+def _epoch_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if EPOCH_LINE.match(line)]
+
+
+@pytest.fixture(scope="module")
+def tutorial_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, float], str]:
+    """The default run (no arguments), once for the tests that inspect it."""
+    folder = tmp_path_factory.mktemp("tutorial")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "fit.py")],
+        cwd=folder,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = {}
+    for name in ("Test Accuracy", "Bayes-Optimal Accuracy"):
+        match = re.search(rf"^{name}: (\d+\.\d\d)%$", result.stdout, re.M)
+        assert match, result.stdout
+        metrics[name] = float(match.group(1))
+    return folder, metrics, result.stdout
+
+
+def test_default_run_reproduces_the_tutorial(tutorial_run: tuple[Path, dict[str, float], str]) -> None:
+    folder, metrics, stdout = tutorial_run
+    lines = _epoch_lines(stdout)
+    assert [EPOCH_LINE.match(line).group(1, 2) for line in lines] == [(str(e), "10") for e in range(1, 11)]  # type: ignore[union-attr]
+    losses = [float(EPOCH_LINE.match(line).group(3)) for line in lines]  # type: ignore[union-attr]
+    assert losses[0] > 0.5 and losses[-1] < 0.1  # it learns
+    assert metrics["Test Accuracy"] == 100.0
+    assert stdout.rstrip().splitlines()[-2] == "Test Accuracy: 100.00%"
+    ckpts = sorted(p.name for p in (folder / "lightning_logs/version_0/checkpoints").iterdir())
+    assert "last.ckpt" in ckpts and any(name.startswith("best-") for name in ckpts)
+
+
+def test_tensorboard_has_every_scalar_and_hparams(tutorial_run: tuple[Path, dict[str, float], str]) -> None:
+    folder = tutorial_run[0]
+    scalars: dict[str, int] = {}
+    plugins: set[str] = set()
+    for events in (folder / "lightning_logs/version_0").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            scalars[tag] = scalars.get(tag, 0) + len(acc.Scalars(tag))
+        with contextlib.suppress(KeyError):
+            plugins |= set(acc.PluginTagToContent("hparams"))
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc"):
+        assert scalars.get(tag) == 10, (tag, scalars)  # one point per epoch
+    for tag in ("test/loss", "test/acc", "test/f1", "test/auroc", "test/bayes_acc"):
+        assert scalars.get(tag) == 1, (tag, scalars)
+    assert "_hparams_/session_start_info" in plugins
+
+
+def test_saved_config_reproduces_the_run(
+    tutorial_run: tuple[Path, dict[str, float], str], in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, _, first_stdout = tutorial_run
+    config = folder / "lightning_logs/version_0/config.yaml"
+    saved = yaml.safe_load(config.read_text())
+    assert saved["model"]["hidden_size"] == 32 and saved["seed_everything"] == 42
+    assert saved["optimizer"]["class_path"] == "torch.optim.Adam" and saved["optimizer"]["init_args"]["lr"] == 0.01
+    metrics = main(["--config", str(config)])
+    assert _epoch_lines(capsys.readouterr().out) == _epoch_lines(first_stdout)
+    assert metrics["test/acc"] == 1.0
+
+
+def test_overrides_and_shorthands(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = main(
+        [
+            "--accelerator=cpu",
+            "--devices",
+            "1",
+            "--model.hidden_size",
+            "8",
+            "--model.pooling",
+            "last_step",
+            "--optimizer",
+            "SGD",
+            "--optimizer.lr",
+            "0.05",
+            "--trainer.max_epochs",
+            "2",
+            "--data.batch_size",
+            "40",
+        ]
+    )
+    assert "test/acc" in metrics
+    hparams = yaml.safe_load((in_tmp / "lightning_logs/version_0/hparams.yaml").read_text())
+    assert hparams["hidden_size"] == 8 and hparams["pooling"] == "last_step"
+    config = yaml.safe_load((in_tmp / "lightning_logs/version_0/config.yaml").read_text())
+    assert config["optimizer"]["class_path"] == "torch.optim.SGD"
+    assert config["trainer"]["accelerator"] == "cpu"
+    assert len(_epoch_lines(capsys.readouterr().out)) == 2
+
+
+def test_expand_shorthands() -> None:
+    assert expand_shorthands(["--accelerator", "gpu", "--precision=bf16-mixed", "--model.x", "1"]) == [
+        "--trainer.accelerator",
+        "gpu",
+        "--trainer.precision=bf16-mixed",
+        "--model.x",
+        "1",
+    ]
+
+
+def test_print_config_shows_the_defaults(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["class_path"].endswith("GaussianDataModule")
+    assert printed["data"]["init_args"]["samples_per_class"] == 50
+    assert not (in_tmp / "lightning_logs").exists()
+
+
+def test_resume_from_last_continues_the_same_run(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--trainer.max_epochs", "6"])
+    uninterrupted = _epoch_lines(capsys.readouterr().out)
+    main(["--trainer.max_epochs", "3"])
+    first = _epoch_lines(capsys.readouterr().out)
+    ckpt_dir = in_tmp / "lightning_logs/version_1/checkpoints"
+    assert (ckpt_dir / "last.ckpt").is_file()
+    main(["--trainer.max_epochs", "6", "--ckpt_path", "last"])
+    resumed = _epoch_lines(capsys.readouterr().out)
+    assert [line.split(",")[0] for line in resumed] == ["Epoch [4/6]", "Epoch [5/6]", "Epoch [6/6]"]
+    # same numbers as the uninterrupted run, once the epoch counter's denominator is aligned
+    assert [line.split("]", 1)[1] for line in first + resumed] == [line.split("]", 1)[1] for line in uninterrupted]
+    assert sorted(p.name for p in (in_tmp / "lightning_logs").iterdir()) == ["version_0", "version_1"]
+    acc = EventAccumulator(str(in_tmp / "lightning_logs/version_1"))
+    acc.Reload()
+    steps = [event.step for event in acc.Scalars("val/loss")]
+    assert steps == sorted(set(steps)) and len(steps) == 6  # continued, not restarted or duplicated
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model.hidden_size", "0"], "model.hidden_size"),
+        (["--model.dropout", "1.5"], "model.dropout"),
+        (["--data.samples_per_class", "-3"], "data.samples_per_class"),
+        (["--model.pooling", "median"], "model.pooling"),
+        (["--model.hidden_size", "abc"], "model.hidden_size"),
+        (["--no_such_option", "1"], "no_such_option"),
+        (["--ckpt_path", "last"], "--ckpt_path last"),
+        (["--ckpt_path", "missing.ckpt"], "--ckpt_path missing.ckpt"),
+        (["--config", "missing.yaml"], "missing.yaml"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(in_tmp: Path, args: list[str], expected: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "fit.py"), *args],
+        cwd=in_tmp,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and expected in last, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(in_tmp.glob("lightning_logs/version_*"))
+
+
+def test_gpu_on_a_machine_without_one(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--accelerator", "gpu"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--trainer.accelerator gpu" in err and "cpu" in err
