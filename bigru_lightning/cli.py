@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 import sys
 import warnings
@@ -20,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from jsonargparse import ArgumentError, lazy_instance
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
 from bigru_lightning.callbacks import EpochLinePrinter, write_hparams_entry
@@ -33,6 +37,7 @@ from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
 from bigru_lightning.errors import UserInputError
 from bigru_lightning.module import BiGRUClassifier
+from bigru_lightning.resilience import AtomicCheckpointIO, GracefulStop, RNGStateCheckpoint
 
 SHORTHANDS = ("accelerator", "devices", "precision", "num_nodes", "strategy", "max_epochs")
 DEBUG_ENV = "BIGRU_DEBUG"
@@ -47,6 +52,27 @@ def expand_shorthands(args: Sequence[str]) -> list[str]:
             arg = f"--trainer.{name[2:]}{sep}{value}"
         expanded.append(arg)
     return expanded
+
+
+def check_config_files(args: Sequence[str]) -> None:
+    """Refuse a ``--config`` file that is not valid YAML, naming the file and the line."""
+    for index, arg in enumerate(args):
+        if arg in ("--config", "-c") and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        else:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            continue  # jsonargparse reports missing files (and accepts inline YAML strings)
+        try:
+            yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise UserInputError(f"--config {value}: not valid YAML ({problem}{where})") from error
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -105,16 +131,35 @@ class BiGRUCLI(LightningCLI):
         path = find_last_checkpoint(save_dir / name) if ckpt_path == "last" else Path(ckpt_path)
         if not path.is_file():
             raise UserInputError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+        checkpoint = read_checkpoint(path)
         self.config["ckpt_path"] = str(path)
         version = _version_of(path, save_dir / name)
         if version is not None and _is_tensorboard(logger_cfg):
             logger_cfg.init_args.version = version
+            # Drop events a killed run logged after this checkpoint (epoch metrics are logged at
+            # global_step - 1, so those at >= global_step are the ones the resumed run logs again).
+            logger_cfg.init_args.purge_step = int(checkpoint.get("global_step", 0))
+        self._resume_checkpoint = checkpoint
+
+    def instantiate_classes(self) -> None:
+        """Instantiate data, model, optimizer and trainer; a refused value becomes a one-line user error."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as error:
+            if find_user_error(error) is not None:
+                raise
+            raise UserInputError(f"invalid configuration: {one_line(error)}") from error
 
     def after_instantiate_classes(self) -> None:
-        """Tell the config saver whether this run resumes an earlier one."""
+        """Atomic checkpoint files; tell the config saver whether this run resumes an earlier one."""
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
             if isinstance(callback, RunConfigSaver):
                 callback.resuming = bool(self.config.get("ckpt_path"))
+        checkpoint = getattr(self, "_resume_checkpoint", None)
+        if checkpoint is not None:
+            check_checkpoint_fits(checkpoint, self.model, str(self.config["ckpt_path"]))
 
     def run(self) -> dict[str, float]:
         """Fit, test the best checkpoint, print the tutorial's lines and return the test metrics."""
@@ -123,7 +168,7 @@ class BiGRUCLI(LightningCLI):
         datamodule.setup("fit")  # read or generate the data before any log folder exists
         hand_data_facts_to_model(datamodule, model)
         ckpt_path = self.config.get("ckpt_path")
-        self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if self.trainer.interrupted:
             return {}
         checkpoint = self.trainer.checkpoint_callback
@@ -176,6 +221,46 @@ def hand_data_facts_to_model(datamodule: SequenceDataModule, model: BiGRUClassif
         counts = torch.bincount(datamodule.train_split.y, minlength=datamodule.num_classes).double()
         weights = counts.sum() / (len(counts) * counts.clamp(min=1))
         model.set_class_weights(weights.float())
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``: no pickled code runs) or explain why it can't be."""
+    where = f"--ckpt_path {path}"
+    if not path.is_file():
+        raise UserInputError(f"{where}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise UserInputError(f"{where}: the file is empty (accepted: a .ckpt written by this project)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        global_name = re.search(r"(?i)unsupported global:? (?:GLOBAL )?(\S+)", str(error))
+        if global_name is not None:
+            what = f" ({global_name.group(1)})" if global_name else ""
+            raise UserInputError(
+                f"{where}: refused, it holds pickled Python objects{what} that safe loading (weights_only=True) "
+                "does not run; only checkpoints of tensors and plain values are accepted"
+            ) from error
+        raise UserInputError(f"{where}: not a readable checkpoint (truncated or not a .ckpt file)") from error
+    except Exception as error:  # torch.load fails on garbage with many exception types
+        raise UserInputError(f"{where}: not a readable checkpoint (truncated or not a .ckpt file)") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserInputError(f"{where}: not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def check_checkpoint_fits(checkpoint: dict[str, Any], model: BiGRUClassifier, where: str) -> None:
+    """Refuse a checkpoint whose weights do not fit ``model`` (other sizes, layers or classes)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if isinstance(v, torch.Tensor)}
+    if expected != found:
+        saved = checkpoint.get("hyper_parameters", {})
+        differing = [
+            f"{key}={saved[key]!r} (now {value!r})"
+            for key, value in model.hparams.items()
+            if key in saved and saved[key] != value
+        ]
+        detail = ", ".join(differing) if differing else "different weights"
+        raise UserInputError(f"--ckpt_path {where}: made for another model: {detail}")
 
 
 def find_last_checkpoint(runs_dir: Path) -> Path:
@@ -240,6 +325,7 @@ def main(args: Sequence[str] | None = None) -> dict[str, float]:
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     _quiet_known_warnings()
     try:
+        check_config_files(argv)
         cli = BiGRUCLI(
             BiGRUClassifier,
             SequenceDataModule,
@@ -254,10 +340,13 @@ def main(args: Sequence[str] | None = None) -> dict[str, float]:
                 "log_every_n_steps": 1,
                 # A progress bar only where someone watches it: piped output keeps the epoch lines clean.
                 "enable_progress_bar": sys.stdout.isatty(),
-                "callbacks": [EpochLinePrinter()],
+                "callbacks": [EpochLinePrinter(), RNGStateCheckpoint(), GracefulStop()],
             },
         )
         return cli.run()
+    except SIGTERMException:
+        print("Interrupted: last.ckpt written; continue with --ckpt_path last", file=sys.stderr)
+        raise SystemExit(143) from None
     except Exception as error:
         user_error = find_user_error(error)
         if debug or user_error is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -92,8 +93,21 @@ class SequenceDataModule(pl.LightningDataModule):
             rank, world_size = trainer.global_rank, trainer.world_size
         train_size = len(self.train_split) if self.train_split is not None else len(split)
         batch_size = self.batch_size or max(1, -(-train_size // world_size))
+        consumed = None
+        if trainer is not None and name == "train":
+            progress = trainer.fit_loop.epoch_loop.batch_progress
+
+            def consumed() -> int:
+                return int(cast(Any, progress.current).processed)
+
         batcher = TensorBatcher(
-            split.tensors(), batch_size=batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world_size
+            split.tensors(),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+            consumed_batches=consumed,
         )
         device = self._cache_device()
         if device is not None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -32,6 +33,9 @@ class TensorBatcher:
         seed: Seed of the per-epoch permutation.
         rank: This process's rank in data parallelism.
         world_size: Number of data-parallel processes.
+        consumed_batches: Reports how many batches of the current epoch training has finished (the
+            Trainer's counter); checkpointed through :meth:`state_dict` so that a run resumed from a
+            mid-epoch checkpoint continues with the next batch of the same permutation.
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class TensorBatcher:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        consumed_batches: Callable[[], int] | None = None,
     ) -> None:
         if not tensors:
             raise ValueError("TensorBatcher needs at least one tensor")
@@ -60,6 +65,9 @@ class TensorBatcher:
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.consumed_batches = consumed_batches
+        self._yielded = 0
+        self._resume_at: tuple[int, int] | None = None
         # Lightning looks for ``dataloader.sampler.set_epoch``; the batcher is its own sampler.
         self.sampler = self
         self.batch_sampler = None
@@ -107,15 +115,31 @@ class TensorBatcher:
         return list(itertools.pairwise(edges))
 
     def __iter__(self) -> Iterator[Batch]:
+        skip = 0
+        if self._resume_at is not None and self._resume_at[0] == self.epoch:
+            skip = self._resume_at[1]
+        self._resume_at = None
+        self._yielded = skip
         order = self.epoch_indices()
         if order is None:
-            for start in range(0, self.num_samples, self.batch_size):
+            for start in range(skip * self.batch_size, self.num_samples, self.batch_size):
+                self._yielded += 1
                 yield tuple(t[start : start + self.batch_size] for t in self.tensors)
             return
         order = order.to(self.tensors[0].device)
-        for start, stop in self._bounds(order.numel()):
+        for start, stop in self._bounds(order.numel())[skip:]:
             index = order[start:stop]
+            self._yielded += 1
             yield tuple(t.index_select(0, index) for t in self.tensors)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training stands in the epoch: the epoch and the batches finished (saved in checkpoints)."""
+        consumed = self.consumed_batches() if self.consumed_batches is not None else self._yielded
+        return {"epoch": self.epoch, "consumed": int(consumed)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume after ``state["consumed"]`` batches of epoch ``state["epoch"]`` on the next iteration."""
+        self._resume_at = (int(state["epoch"]), int(state["consumed"]))
 
 
 def _mix(seed: int, epoch: int) -> int:

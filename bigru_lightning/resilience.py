@@ -1,0 +1,161 @@
+"""Surviving crashes: atomic checkpoint files, RNG state in checkpoints, graceful Ctrl-C / SIGTERM.
+
+Together with the (seed, epoch)-seeded batch order of :class:`~bigru_lightning.data.TensorBatcher`
+(whose position inside an epoch is checkpointed too), a run killed at any moment and resumed with
+``--ckpt_path last`` ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+from typing import Any, cast
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file in the target folder, fsync it, then rename it into place.
+
+    A process killed at any moment leaves either the previous file or the new one, never a torn file.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        """Save ``checkpoint`` to ``path`` atomically."""
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                torch.save(checkpoint, stream)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temp_name, target)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        _fsync_folder(target.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class RNGStateCheckpoint(Callback):
+    """Store the Python, NumPy and torch (CPU and CUDA) random states in every checkpoint, and restore them.
+
+    Dropout draws from torch's global generator, so without this a resumed run would diverge.
+    The states are stored as tensors and plain values, loadable with ``torch.load(weights_only=True)``.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        """The random states of this process, right now."""
+        np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))
+        state: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": {
+                "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+                "pos": int(np_state[2]),
+                "has_gauss": int(np_state[3]),
+                "cached_gaussian": float(np_state[4]),
+            },
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the random states saved by :meth:`state_dict`."""
+        if not state_dict:
+            return
+        version, internal, gauss = state_dict["python"]
+        random.setstate((version, tuple(internal), gauss))
+        numpy_state = state_dict["numpy"]
+        np.random.set_state(
+            (
+                "MT19937",
+                numpy_state["keys"].numpy().astype(np.uint32),
+                numpy_state["pos"],
+                numpy_state["has_gauss"],
+                numpy_state["cached_gaussian"],
+            )
+        )
+        torch.set_rng_state(state_dict["torch"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class GracefulStop(Callback):
+    """Ctrl-C or SIGTERM: finish the current step, write ``last.ckpt``, stop.
+
+    The first Ctrl-C asks Lightning to stop after the running step (the same path as SIGTERM, which
+    Lightning turns into ``SIGTERMException``); a second Ctrl-C aborts at once. On either signal the
+    callback writes ``last.ckpt`` (atomically) beside the other checkpoints, so
+    ``--ckpt_path last`` resumes from exactly that step.
+    """
+
+    def __init__(self) -> None:
+        self._previous_handler: Any = None
+        self.saved_path: str | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Install the Ctrl-C handler (main thread only)."""
+        if not _in_main_thread():
+            return
+        self._previous_handler = signal.getsignal(signal.SIGINT)
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            print("\nStopping after this step (press Ctrl-C again to abort now) ...", file=sys.stderr, flush=True)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            trainer._signal_connector.received_sigterm = True
+
+        signal.signal(signal.SIGINT, request_stop)
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None and _in_main_thread():
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Put the previous Ctrl-C handler back."""
+        self._restore_handler()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """On an interrupt, write ``last.ckpt`` so that no finished step is lost."""
+        self._restore_handler()
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.sanity_checking:
+            return
+        checkpoint = trainer.checkpoint_callback
+        if not isinstance(checkpoint, ModelCheckpoint) or not checkpoint.dirpath or trainer.global_step == 0:
+            return
+        path = os.path.join(checkpoint.dirpath, f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}")
+        trainer.save_checkpoint(path)
+        self.saved_path = path
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
