@@ -1,0 +1,407 @@
+"""Readers for the user's own sequence files, chosen by suffix: ``.npz``, ``.csv`` (long format), ``.ts``.
+
+Every reader returns one :class:`SequenceFile`: sequences stacked as ``(N, T, F)`` float32, padded
+with zeros at the end, the true ``lengths`` where they differ, the raw ``labels`` (ints or strings)
+and the sequence ids where the file has them. Nothing a reader reads is ever evaluated: ``.npz``
+files are opened with ``allow_pickle=False`` (object arrays are refused), CSV cells are parsed as
+numbers, and ``.ts`` files go through aeon's parser. Every problem is a :class:`UserInputError`
+whose one-line message names the parameter, the file and what is accepted.
+
+Formats:
+    ``.npz``: arrays ``X`` of shape (N, T, F) or (N, T) (numbers), ``y`` of shape (N,) (ints or
+    strings), optional ``lengths`` (N,) (ints in [1, T]) and ``sequence_id`` (N,). Members stored
+    uncompressed (``np.savez``) are memory-mapped rather than read whole.
+
+    ``.csv``: one row per time step, columns ``sequence_id``, ``label`` and optionally ``time``
+    (the order of steps within a sequence; without it, the file's order), every other column a
+    numeric feature. Sequences may have different lengths.
+
+    ``.ts``: the UCR/UEA time series classification format, read by ``aeon`` (``pip install .[ts]``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from bigru_lightning.errors import UserInputError
+
+SUFFIXES = (".npz", ".csv", ".ts")
+ACCEPTED = "accepted: .npz (X, y[, lengths]), .csv (long format: sequence_id, label[, time], features), .ts (UCR/UEA)"
+CSV_ID, CSV_LABEL, CSV_TIME = "sequence_id", "label", "time"
+_CHUNK = 4096  # sequences per chunk when scanning large arrays
+
+
+@dataclass
+class SequenceFile:
+    """The sequences of one file, stacked.
+
+    Attributes:
+        x: Sequences, float32, shape (N, T, F), padded with zeros at the end where ``lengths``
+            says so (possibly a read-only memory map of the file).
+        lengths: True length of each sequence, int64, shape (N,), each in [1, T]; None when every
+            sequence is T steps long.
+        labels: Raw labels, shape (N,), int64 or strings; None when the file has none.
+        ids: Sequence ids as strings, or None when the file has none (then the index identifies them).
+        path: The file read.
+    """
+
+    x: np.ndarray
+    lengths: np.ndarray | None
+    labels: np.ndarray | None
+    ids: list[str] | None
+    path: Path
+
+    @property
+    def num_sequences(self) -> int:
+        """Number of sequences N."""
+        return int(self.x.shape[0])
+
+    @property
+    def num_steps(self) -> int:
+        """Padded length T."""
+        return int(self.x.shape[1])
+
+    @property
+    def num_features(self) -> int:
+        """Features per time step F."""
+        return int(self.x.shape[2])
+
+
+def read_sequences(path: str | Path, require_labels: bool, param: str = "data.train_file") -> SequenceFile:
+    """Read a sequence file, chosen by its suffix, and validate it.
+
+    Args:
+        path: A ``.npz``, ``.csv`` or ``.ts`` file.
+        require_labels: Refuse a file without labels (training needs them; prediction does not).
+        param: The parameter that named the file, for error messages (e.g. ``data.train_file``).
+
+    Raises:
+        UserInputError: The file is missing, empty, of an unknown format or malformed.
+    """
+    file = Path(path)
+    where = f"{param} {file}"
+    suffix = file.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise UserInputError(f"{where}: unknown file format {file.suffix or '(no suffix)'!r}; {ACCEPTED}")
+    if not file.is_file():
+        raise UserInputError(f"{where}: no such file")
+    try:
+        size = file.stat().st_size
+        with file.open("rb"):
+            pass
+    except OSError as error:
+        raise UserInputError(f"{where}: cannot be read ({error.strerror or error})") from error
+    if size == 0:
+        raise UserInputError(f"{where}: the file is empty; {ACCEPTED}")
+    if suffix == ".npz":
+        result = _read_npz(file, where)
+    elif suffix == ".csv":
+        result = _read_csv(file, where)
+    else:
+        result = _read_ts(file, where)
+    _validate(result, where, require_labels)
+    return result
+
+
+# -- validation shared by every format -------------------------------------------------------------
+def _validate(data: SequenceFile, where: str, require_labels: bool) -> None:
+    n, t = data.num_sequences, data.num_steps
+    if n == 0 or t == 0 or data.num_features == 0:
+        raise UserInputError(
+            f"{where}: no data (X has shape {tuple(data.x.shape)}); need at least one step of one feature"
+        )
+    for start in range(0, n, _CHUNK):
+        chunk = np.asarray(data.x[start : start + _CHUNK])
+        if not np.isfinite(chunk).all():
+            bad = start + int(np.argwhere(~np.isfinite(chunk))[0][0])
+            raise UserInputError(
+                f"{where}: X contains NaN or Inf (first in sequence {bad}); only finite numbers are accepted "
+                "(pad with zeros and give lengths)"
+            )
+    if data.lengths is not None:
+        if data.lengths.shape != (n,):
+            raise UserInputError(f"{where}: lengths has shape {data.lengths.shape}; expected ({n},), one per sequence")
+        out_of_range = (data.lengths < 1) | (data.lengths > t)
+        if out_of_range.any():
+            i = int(np.argmax(out_of_range))
+            raise UserInputError(
+                f"{where}: lengths[{i}] = {int(data.lengths[i])} is out of range; each length must lie in [1, {t}] (T)"
+            )
+        if bool((data.lengths == t).all()):
+            data.lengths = None  # every sequence is full length: no packing needed
+    if data.labels is None:
+        if require_labels:
+            raise UserInputError(f"{where}: the file has no labels; training needs them ({_label_hint(data.path)})")
+    elif data.labels.shape != (n,):
+        raise UserInputError(f"{where}: {data.labels.size} labels for {n} sequences; need one label per sequence")
+    if data.ids is not None and len(data.ids) != n:
+        raise UserInputError(f"{where}: {len(data.ids)} sequence ids for {n} sequences; need one per sequence")
+
+
+def _label_hint(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return "an array 'y' of shape (N,)"
+    if suffix == ".csv":
+        return f"a '{CSV_LABEL}' column"
+    return "a .ts file with @classLabel true and a label after each case"
+
+
+def normalise_labels(values: np.ndarray, where: str) -> np.ndarray:
+    """Labels as an int64 array (integer labels) or a str array; floats and objects are refused.
+
+    Strings that all spell integers exactly (``"1"``, ``"10"``) become ints, so they sort numerically.
+    """
+    labels = np.asarray(values)
+    if labels.dtype.kind == "b":
+        return labels.astype(np.int64)
+    if labels.dtype.kind in "iu":
+        return labels.astype(np.int64)
+    if labels.dtype.kind == "S":
+        try:
+            labels = np.char.decode(labels, "utf-8")
+        except UnicodeDecodeError as error:
+            raise UserInputError(f"{where}: labels are bytes that are not UTF-8 text") from error
+    if labels.dtype.kind == "U":
+        texts = [str(v) for v in labels.reshape(-1)]
+        if texts and all(_is_int_text(v) for v in texts):
+            return np.array([int(v) for v in texts], dtype=np.int64).reshape(labels.shape)
+        return labels
+    if labels.dtype.kind == "f":
+        raise UserInputError(f"{where}: labels are floating-point numbers; class labels must be integers or strings")
+    raise UserInputError(f"{where}: labels of dtype {labels.dtype} are not accepted; use integers or strings")
+
+
+def _is_int_text(text: str) -> bool:
+    try:
+        return str(int(text)) == text
+    except ValueError:
+        return False
+
+
+# -- .npz ------------------------------------------------------------------------------------------
+def _read_npz(file: Path, where: str) -> SequenceFile:
+    try:
+        with zipfile.ZipFile(file) as archive:
+            members = {Path(name).stem: archive.getinfo(name) for name in archive.namelist() if name.endswith(".npy")}
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UserInputError(f"{where}: not a valid .npz archive ({error}); save one with numpy.savez") from error
+    if "X" not in members:
+        found = ", ".join(sorted(members)) or "none"
+        raise UserInputError(f"{where}: no array 'X' (arrays found: {found}); need X (N, T, F) or (N, T)")
+    arrays = {name: _npz_member(file, info, name, where) for name, info in members.items()}
+    x = arrays["X"]
+    if x.dtype.kind not in "fiub":
+        raise UserInputError(f"{where}: X has dtype {x.dtype}; it must hold numbers")
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3:
+        raise UserInputError(f"{where}: X has shape {x.shape} (rank {x.ndim}); accepted: (N, T, F) or (N, T)")
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)
+    n = x.shape[0]
+    lengths = None
+    if "lengths" in arrays:
+        raw = arrays["lengths"]
+        if raw.dtype.kind not in "iu" or raw.shape != (n,):
+            raise UserInputError(
+                f"{where}: lengths must be integers of shape ({n},), one per sequence of X; got {raw.dtype} {raw.shape}"
+            )
+        lengths = np.array(raw, dtype=np.int64)
+    labels = None
+    if "y" in arrays:
+        y = np.array(arrays["y"])
+        if y.ndim != 1 or y.shape[0] != n:
+            raise UserInputError(f"{where}: y has shape {y.shape}; need ({n},), one label per sequence of X")
+        labels = normalise_labels(y, where)
+    ids = None
+    if "sequence_id" in arrays:
+        raw_ids = np.array(arrays["sequence_id"])
+        if raw_ids.shape != (n,):
+            raise UserInputError(f"{where}: sequence_id has shape {raw_ids.shape}; need ({n},)")
+        ids = [str(v) for v in raw_ids]
+    return SequenceFile(x=x, lengths=lengths, labels=labels, ids=ids, path=file)
+
+
+def _npz_member(file: Path, info: zipfile.ZipInfo, name: str, where: str) -> np.ndarray:
+    """One array of the archive: memory-mapped when stored uncompressed, else read (never unpickled)."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        mapped = _memmap_stored_npy(file, info)
+        if mapped is not None:
+            if mapped.dtype.hasobject:
+                raise _object_array(where, name)
+            return mapped
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            return np.asarray(archive[name])
+    except ValueError as error:
+        if "allow_pickle" in str(error) or "Object arrays" in str(error):
+            raise _object_array(where, name) from error
+        raise UserInputError(f"{where}: array {name!r} cannot be read ({error})") from error
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise UserInputError(f"{where}: array {name!r} cannot be read ({error})") from error
+
+
+def _object_array(where: str, name: str) -> UserInputError:
+    return UserInputError(
+        f"{where}: array {name!r} holds Python objects, which would need unpickling (refused); "
+        "save numbers and fixed-width strings only"
+    )
+
+
+def _memmap_stored_npy(file: Path, info: zipfile.ZipInfo) -> np.ndarray | None:
+    """Map an uncompressed ``.npy`` member of a zip in place; None when its layout is not mappable."""
+    try:
+        with file.open("rb") as handle:
+            handle.seek(info.header_offset)
+            local = handle.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                return None
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            start = info.header_offset + 30 + name_len + extra_len
+            handle.seek(start)
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                return None
+            offset = handle.tell()
+    except (OSError, ValueError, struct.error):
+        return None
+    if dtype.hasobject:
+        return np.empty(0, dtype=dtype)  # reported by the caller; nothing is unpickled
+    if math.prod(shape) == 0 or offset + math.prod(shape) * dtype.itemsize > start + info.compress_size:
+        return None
+    order: Literal["F", "C"] = "F" if fortran else "C"
+    mapped: np.ndarray = np.memmap(str(file), dtype=dtype, mode="c", offset=offset, shape=tuple(shape), order=order)
+    return mapped
+
+
+# -- .csv (long format) ----------------------------------------------------------------------------
+def _read_csv(file: Path, where: str) -> SequenceFile:
+    try:
+        with file.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError as error:
+        raise UserInputError(f"{where}: not UTF-8 text; a .csv file must be text") from error
+    except csv.Error as error:
+        raise UserInputError(f"{where}: malformed CSV ({error})") from error
+    rows = [row for row in rows if row]  # blank lines
+    if not rows:
+        raise UserInputError(f"{where}: the file is empty; {ACCEPTED}")
+    header = [name.strip() for name in rows[0]]
+    if CSV_ID not in header:
+        raise UserInputError(
+            f"{where}: no '{CSV_ID}' column (columns: {', '.join(header)}); long format needs "
+            f"{CSV_ID}, {CSV_LABEL}, optional {CSV_TIME}, then feature columns"
+        )
+    if len(set(header)) != len(header):
+        raise UserInputError(f"{where}: repeated column names in the header ({', '.join(header)})")
+    id_col = header.index(CSV_ID)
+    label_col = header.index(CSV_LABEL) if CSV_LABEL in header else None
+    time_col = header.index(CSV_TIME) if CSV_TIME in header else None
+    feature_cols = [i for i, name in enumerate(header) if name not in (CSV_ID, CSV_LABEL, CSV_TIME)]
+    if not feature_cols:
+        raise UserInputError(f"{where}: no feature columns (every column besides {CSV_ID}, {CSV_LABEL}, {CSV_TIME})")
+    if len(rows) < 2:
+        raise UserInputError(f"{where}: a header but no data rows")
+    steps: dict[str, list[tuple[float, list[float]]]] = {}
+    labels: dict[str, str] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise UserInputError(
+                f"{where}: line {line} has {len(row)} fields; the header has {len(header)} (ragged CSV)"
+            )
+        seq_id = row[id_col].strip()
+        if not seq_id:
+            raise UserInputError(f"{where}: line {line} has an empty {CSV_ID}")
+        try:
+            values = [float(row[i]) for i in feature_cols]
+        except ValueError:
+            bad = next(i for i in feature_cols if not _is_float(row[i]))
+            raise UserInputError(
+                f"{where}: line {line}, column '{header[bad]}': {row[bad]!r} is not a number "
+                "(every column besides sequence_id, label and time is a numeric feature)"
+            ) from None
+        order = float(len(steps.get(seq_id, ())))
+        if time_col is not None:
+            if not _is_float(row[time_col]):
+                raise UserInputError(f"{where}: line {line}, column '{CSV_TIME}': {row[time_col]!r} is not a number")
+            order = float(row[time_col])
+        steps.setdefault(seq_id, []).append((order, values))
+        if label_col is not None:
+            label = row[label_col].strip()
+            if label == "":
+                raise UserInputError(f"{where}: line {line} has an empty {CSV_LABEL}")
+            previous = labels.setdefault(seq_id, label)
+            if previous != label:
+                raise UserInputError(
+                    f"{where}: sequence {seq_id!r} has two labels ({previous!r}, {label!r} on line {line}); "
+                    "one label per sequence"
+                )
+    ids = list(steps)
+    lengths = np.array([len(steps[i]) for i in ids], dtype=np.int64)
+    x = np.zeros((len(ids), int(lengths.max()), len(feature_cols)), dtype=np.float32)
+    for n, seq_id in enumerate(ids):
+        sequence = steps[seq_id]
+        if time_col is not None:
+            times = [order for order, _ in sequence]
+            if len(set(times)) != len(times):
+                raise UserInputError(f"{where}: sequence {seq_id!r} repeats a value of '{CSV_TIME}'")
+            sequence = sorted(sequence, key=lambda step: step[0])
+        x[n, : len(sequence)] = [values for _, values in sequence]
+    label_array = normalise_labels(np.array([labels[i] for i in ids]), where) if label_col is not None else None
+    return SequenceFile(x=x, lengths=lengths, labels=label_array, ids=ids, path=file)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# -- .ts (UCR/UEA, through aeon) -------------------------------------------------------------------
+def _read_ts(file: Path, where: str) -> SequenceFile:
+    try:
+        from aeon.datasets import load_from_ts_file
+    except ImportError as error:
+        raise UserInputError(
+            f"{where}: reading .ts files needs aeon: pip install '.[ts]' (or pip install aeon)"
+        ) from error
+    try:
+        loaded: Any = load_from_ts_file(str(file), return_meta_data=True)
+    except Exception as error:  # aeon raises IOError, ValueError, IndexError, ... on malformed files
+        message = " ".join(str(error).split()) or type(error).__name__
+        raise UserInputError(f"{where}: not a readable .ts file ({message})") from error
+    data, raw_labels, meta = loaded
+    if meta.get("targetlabel"):
+        raise UserInputError(f"{where}: has regression targets (@targetLabel); only class labels are accepted")
+    cases = [np.asarray(case, dtype=np.float64) for case in data]  # each (channels, steps)
+    if not cases:
+        raise UserInputError(f"{where}: no cases after @data")
+    channels = {case.shape[0] for case in cases}
+    if len(channels) != 1 or any(case.ndim != 2 for case in cases):
+        raise UserInputError(f"{where}: cases have different numbers of dimensions; every case needs the same")
+    lengths = np.array([case.shape[1] for case in cases], dtype=np.int64)
+    x = np.zeros((len(cases), int(lengths.max()), channels.pop()), dtype=np.float32)
+    for n, case in enumerate(cases):
+        x[n, : case.shape[1]] = case.T
+    labels = None
+    texts = [str(v) for v in np.asarray(raw_labels).reshape(-1)]
+    if any(texts):
+        if not all(texts):
+            raise UserInputError(f"{where}: some cases have a class label and some do not")
+        labels = normalise_labels(np.array(texts), where)
+    return SequenceFile(x=x, lengths=lengths, labels=labels, ids=None, path=file)
