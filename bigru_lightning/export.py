@@ -387,11 +387,11 @@ def max_difference(path: Path, fmt: str, classifier: BiGRUClassifier, *, with_le
 
 def export(request: ExportRequest) -> str:
     """Export ``request.ckpt_path`` to ``request.output`` (temporary file, then rename); return the summary line."""
-    from bigru_lightning.exportable import ExportableClassifier
-
     if request.format == "onnx":
         _require_onnx(request)
     classifier = load_classifier(request.ckpt_path)
+    from bigru_lightning.exportable import ExportableClassifier
+
     model = ExportableClassifier(classifier)
     handle, temp_name = tempfile.mkstemp(dir=request.output.parent, prefix=f".{request.output.name}.", suffix=".part")
     os.close(handle)

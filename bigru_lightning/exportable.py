@@ -20,11 +20,14 @@ The module takes raw (unstandardised) inputs, standardises them with the trained
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from bigru_lightning.model import BiGRU
-from bigru_lightning.module import BiGRUClassifier
+if TYPE_CHECKING:  # Lightning is not needed to run or script this module
+    from bigru_lightning.model import BiGRU
+    from bigru_lightning.module import BiGRUClassifier
 
 
 class ExportableClassifier(nn.Module):
