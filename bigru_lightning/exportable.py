@@ -56,16 +56,28 @@ class ExportableClassifier(nn.Module):
         )
         self.head = nn.Linear(net.head.in_features, net.head.out_features)
         self.head.load_state_dict(net.head.state_dict())
+        self.requires_grad_(False)  # inference only: no autograd graph in the exported model
         self.eval()
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Class probabilities, shape (batch, num_classes).
+        """Class probabilities, shape (batch, num_classes), after checking the shapes and lengths.
 
         Args:
             x: Raw sequences, float32, shape (batch, time, features), padded at the end.
             lengths: True length of each sequence, int64, shape (batch,), each in [1, time];
                 None means every sequence fills all ``time`` steps.
         """
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"x must have shape (batch, time, {self.input_size}); got {list(x.shape)}")
+        if lengths is not None:
+            if lengths.dim() != 1 or lengths.shape[0] != x.shape[0]:
+                raise ValueError(f"lengths must have shape ({x.shape[0]},); got {list(lengths.shape)}")
+            if bool((lengths < 1).any()) or bool((lengths > x.shape[1]).any()):
+                raise ValueError(f"lengths must be in [1, {x.shape[1]}] (the time axis of x)")
+        return self.probabilities(x, lengths)
+
+    def probabilities(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`forward` without the checks (data-dependent checks cannot be exported to ONNX)."""
         batch, time = x.shape[0], x.shape[1]
         steps = torch.arange(time, device=x.device).unsqueeze(0)  # (1, time)
         if lengths is None:
@@ -170,7 +182,7 @@ class FixedLengthGraph(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities for full-length raw sequences ``x`` (batch, time, features)."""
-        return self.model(x)
+        return self.model.probabilities(x)
 
 
 class PaddedGraph(nn.Module):
@@ -186,4 +198,4 @@ class PaddedGraph(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Probabilities for padded raw sequences ``x`` (batch, time, features) of the given ``lengths``."""
-        return self.model(x, lengths)
+        return self.model.probabilities(x, lengths)

@@ -196,6 +196,22 @@ def test_torchscript_matches_pytorch(pooling: str, num_layers: int, bidirectiona
         np.testing.assert_allclose(loaded(x).numpy(), _reference(model, x, None), rtol=0, atol=TOLERANCE)
 
 
+def test_torchscript_refuses_bad_lengths_and_shapes(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    export_torchscript(ExportableClassifier(_classifier("mean", 1, True)), path)
+    loaded = torch.jit.load(str(path))
+    x = torch.randn(2, 5, 3)
+    for lengths, message in (
+        (torch.tensor([5, 0]), r"lengths must be in \[1, 5\]"),
+        (torch.tensor([6, 1]), r"lengths must be in \[1, 5\]"),
+        (torch.tensor([5]), r"lengths must have shape \(2,\)"),
+    ):
+        with pytest.raises(torch.jit.Error, match=message):
+            loaded(x, lengths)
+    with pytest.raises(torch.jit.Error, match=r"x must have shape \(batch, time, 3\)"):
+        loaded(torch.randn(2, 5, 4))
+
+
 # -- scripts/export.py end to end ----------------------------------------------------------------------------------
 
 
@@ -256,10 +272,10 @@ def test_export_script_torchscript_over_an_existing_file(fitted_checkpoint: Path
     output = tmp_path / "model.pt"
     output.write_bytes(b"an older export")
     ckpt = str(fitted_checkpoint)
-    args = ("--ckpt_path", ckpt, "--format", "torchscript", "--output", str(output), "--overwrite")
+    args = ("--ckpt_path", ckpt, "--format", "torchscript", "--output", str(output), "--overwrite", "--skip_check")
     result = _run_export(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "check: max abs difference vs PyTorch = " in result.stdout
+    assert "check:" not in result.stdout  # skipped; the tests below compare with PyTorch themselves
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # replaced, no temporary file left
     umask = os.umask(0)
     os.umask(umask)
