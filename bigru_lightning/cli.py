@@ -32,6 +32,7 @@ from bigru_lightning.callbacks import EpochLinePrinter, write_hparams_entry
 from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
 from bigru_lightning.errors import UserInputError
+from bigru_lightning.figures import TestFigureLogger
 from bigru_lightning.module import BiGRUClassifier
 
 SHORTHANDS = ("accelerator", "devices", "precision", "num_nodes", "strategy", "max_epochs")
@@ -254,7 +255,7 @@ def main(args: Sequence[str] | None = None) -> dict[str, float]:
                 "log_every_n_steps": 1,
                 # A progress bar only where someone watches it: piped output keeps the epoch lines clean.
                 "enable_progress_bar": sys.stdout.isatty(),
-                "callbacks": [EpochLinePrinter()],
+                "callbacks": [EpochLinePrinter(), TestFigureLogger()],
             },
         )
         return cli.run()
