@@ -32,7 +32,7 @@ from bigru_lightning.callbacks import EpochLinePrinter, write_hparams_entry
 from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
 from bigru_lightning.errors import UserInputError
-from bigru_lightning.figures import TestFigureLogger
+from bigru_lightning.figure_logger import TestFigureLogger
 from bigru_lightning.module import BiGRUClassifier
 
 SHORTHANDS = ("accelerator", "devices", "precision", "num_nodes", "strategy", "max_epochs")

@@ -1,10 +1,8 @@
-"""Test-time figures: a normalised confusion matrix and ROC curves, drawn with matplotlib (Agg, no pyplot).
+"""Figures drawn with matplotlib (Agg canvas, no pyplot): a row-normalised confusion matrix and ROC curves.
 
-:class:`TestFigureLogger` runs once after testing: it takes the confusion counts and the ROC that
-``BiGRUClassifier`` collected over the test set (``pl_module.test_curves``), logs both figures to
-TensorBoard as images (``test/confusion_matrix``, ``test/roc``) and writes the matrix to
-``confusion_matrix.json`` in the run's folder, where ``scripts/plot.py`` reads it back. Nothing here
-runs during training, and matplotlib is imported only when a figure is drawn.
+Used at test time by :class:`bigru_lightning.figure_logger.TestFigureLogger` (images in TensorBoard)
+and by ``scripts/plot.py`` (PNG files). matplotlib is imported only when a figure is drawn; this module
+imports neither torch nor Lightning, so ``scripts/plot.py`` starts quickly.
 """
 
 from __future__ import annotations
@@ -13,11 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import numpy as np
-import torch
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -110,36 +104,3 @@ def read_confusion_json(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     payload: dict[str, Any] = json.loads(path.read_text())
     counts = np.asarray(payload["counts"], dtype=np.float64)
     return np.asarray(payload["normalized"], dtype=np.float64), counts, [str(x) for x in payload["labels"]]
-
-
-class TestFigureLogger(Callback):
-    """After testing: log the confusion matrix and ROC figures to TensorBoard and save the matrix as JSON.
-
-    Reads ``pl_module.test_curves`` (``confusion``: counts (K, K); ``fpr``, ``tpr``: (K, n) binned
-    one-vs-rest curves), which ``BiGRUClassifier`` fills at the end of its test epoch. Only rank 0
-    writes. Without a logger nothing is written.
-    """
-
-    __test__ = False  # not a pytest test class, despite the name
-
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Draw and log the figures of the test epoch that just ended."""
-        curves: dict[str, torch.Tensor] = getattr(pl_module, "test_curves", {})
-        if not curves or not trainer.is_global_zero or trainer.logger is None:
-            return
-        counts = curves["confusion"].numpy()
-        labels = [str(name) for name in getattr(pl_module, "label_names", range(counts.shape[0]))]
-        log_dir = trainer.log_dir
-        if log_dir is not None:
-            Path(log_dir).mkdir(parents=True, exist_ok=True)
-            write_confusion_json(Path(log_dir) / CONFUSION_FILE, counts, labels)
-        for logger in trainer.loggers:
-            if not isinstance(logger, TensorBoardLogger):
-                continue
-            images = {
-                CONFUSION_TAG: confusion_figure(normalise_rows(counts), labels, counts),
-                ROC_TAG: roc_figure(curves["fpr"].numpy(), curves["tpr"].numpy(), labels),
-            }
-            for tag, figure in images.items():
-                logger.experiment.add_image(tag, figure_to_rgb(figure), trainer.global_step, dataformats="HWC")
-            logger.experiment.flush()
