@@ -36,6 +36,7 @@ from bigru_lightning.callbacks import EpochLinePrinter, write_hparams_entry
 from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
 from bigru_lightning.errors import UserInputError
+from bigru_lightning.figure_logger import TestFigureLogger
 from bigru_lightning.module import BiGRUClassifier
 from bigru_lightning.resilience import AtomicCheckpointIO, GracefulStop, RNGStateCheckpoint
 
@@ -340,7 +341,7 @@ def main(args: Sequence[str] | None = None) -> dict[str, float]:
                 "log_every_n_steps": 1,
                 # A progress bar only where someone watches it: piped output keeps the epoch lines clean.
                 "enable_progress_bar": sys.stdout.isatty(),
-                "callbacks": [EpochLinePrinter(), RNGStateCheckpoint(), GracefulStop()],
+                "callbacks": [EpochLinePrinter(), RNGStateCheckpoint(), GracefulStop(), TestFigureLogger()],
             },
         )
         return cli.run()

@@ -10,13 +10,20 @@ import torch
 from torch import nn
 from torch.nn import functional
 from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassROC,
+)
 
 from bigru_lightning.errors import UserInputError
 from bigru_lightning.model import BiGRU, Pooling
 
 Batch = Sequence[torch.Tensor]
 STAGES = ("train", "val", "test")
+ROC_THRESHOLDS = 201  # binned ROC: constant memory, 0.005 steps
 
 
 class WeightedMean(Metric):
@@ -107,6 +114,10 @@ class BiGRUClassifier(pl.LightningModule):
         # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the suffixes.
         self.losses = nn.ModuleDict({f"{stage}_loss": WeightedMean() for stage in STAGES})
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._stage_metrics(stage, num_classes) for stage in STAGES})
+        # Test stage only, for the figures (bigru_lightning.figures): raw confusion counts and a binned ROC.
+        self.test_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
+        self.test_roc = MulticlassROC(num_classes, thresholds=ROC_THRESHOLDS, validate_args=False)
+        self.test_curves: dict[str, torch.Tensor] = {}
 
     @staticmethod
     def _stage_metrics(stage: str, num_classes: int) -> MetricCollection:
@@ -165,8 +176,11 @@ class BiGRUClassifier(pl.LightningModule):
         self._shared_step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        """Accumulate test loss, accuracy, macro F1 and AUROC."""
-        self._shared_step(batch, "test")
+        """Accumulate test loss, accuracy, macro F1, AUROC, and the confusion matrix and ROC for the figures."""
+        _, logits = self._shared_step(batch, "test")
+        probabilities = logits.softmax(dim=-1)
+        self.test_confusion.update(probabilities, batch[1])
+        self.test_roc.update(probabilities, batch[1])
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Class probabilities, shape (batch, num_classes)."""
@@ -199,8 +213,21 @@ class BiGRUClassifier(pl.LightningModule):
         self._log_epoch("val")
 
     def on_test_epoch_end(self) -> None:
-        """Log ``test/loss``, ``test/acc``, ``test/f1`` and ``test/auroc``."""
+        """Log ``test/loss``, ``test/acc``, ``test/f1`` and ``test/auroc``; keep the test curves."""
         self._log_epoch("test")
+        self._keep_test_curves()
+
+    def _keep_test_curves(self) -> None:
+        """Store the test set's confusion counts and ROC in :attr:`test_curves` (read by the figure callback)."""
+        fpr, tpr, thresholds = self.test_roc.compute()
+        self.test_curves = {
+            "confusion": self.test_confusion.compute().detach().cpu(),
+            "fpr": cast(torch.Tensor, fpr).detach().cpu(),
+            "tpr": cast(torch.Tensor, tpr).detach().cpu(),
+            "thresholds": cast(torch.Tensor, thresholds).detach().cpu(),
+        }
+        self.test_confusion.reset()
+        self.test_roc.reset()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam with lr 0.01, the tutorial's optimizer (the CLI's ``--optimizer`` replaces it)."""
