@@ -62,3 +62,13 @@ def test_ddp_two_cpu_processes(in_tmp: Path) -> None:
         whole = sum(r["val_loss_sum"][epoch] for r in records) / n_val
         assert synced[0]["val/loss"] == pytest.approx(whole, rel=1e-4)
     assert records[0]["train_ids"]["0"] != records[0]["train_ids"]["1"]
+
+
+def test_multi_node_settings_reach_the_trainer(in_tmp: Path) -> None:
+    from bigru_lightning.cli import expand_shorthands, make_cli
+
+    args = ["--num_nodes", "2", "--strategy", "ddp", "--accelerator", "cpu", "--devices", "2"]
+    cli = make_cli(expand_shorthands(args))
+    trainer = cli.trainer
+    assert trainer.num_nodes == 2 and trainer.num_devices == 2 and trainer.world_size == 4
+    assert type(trainer.strategy).__name__ == "DDPStrategy"
