@@ -3,7 +3,7 @@
     python benchmarks/compare_processes.py --runs 5 \\
         --a "python benchmarks/tutorial_plain.py" --b "python scripts/fit.py"
 
-Each command runs in a fresh temporary folder (logs do not pile up); stdout is discarded. The ratio
+Each command runs in a fresh temporary folder (logs do not pile up); its output is discarded. The ratio
 is B over A, computed within each pair of neighbouring runs, then the median (and the range).
 """
 
@@ -24,7 +24,9 @@ def run_once(command: str) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory(prefix="bigru-proc-") as folder:
         start = time.perf_counter()
-        subprocess.run(shlex.split(command), cwd=folder, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            shlex.split(command), cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+        )
         wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
