@@ -308,6 +308,8 @@ def _quiet_known_warnings() -> None:
         r".*does not have many workers",
         r".*The number of training batches .* is smaller than the logging interval",
         r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+        # Epoch metrics are torchmetrics objects, synced across processes by their compute().
+        r".*It is recommended to use `self.log\(.*sync_dist=True\)`",
     ):
         warnings.filterwarnings("ignore", message=pattern)
     rank_zero_logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
@@ -320,6 +322,27 @@ def _user_error(message: str) -> SystemExit:
     return SystemExit(2)
 
 
+def make_cli(argv: Sequence[str]) -> BiGRUCLI:
+    """Parse ``argv`` (already expanded) and instantiate model, data and trainer, without running."""
+    return BiGRUCLI(
+        BiGRUClassifier,
+        SequenceDataModule,
+        subclass_mode_data=True,
+        save_config_callback=RunConfigSaver,
+        args=list(argv),
+        run=False,
+        parser_kwargs={"exit_on_error": False},
+        seed_everything_default=42,
+        trainer_defaults={
+            "max_epochs": 10,
+            "log_every_n_steps": 1,
+            # A progress bar only where someone watches it: piped output keeps the epoch lines clean.
+            "enable_progress_bar": sys.stdout.isatty(),
+            "callbacks": [EpochLinePrinter(), RNGStateCheckpoint(), GracefulStop(), TestFigureLogger()],
+        },
+    )
+
+
 def main(args: Sequence[str] | None = None) -> dict[str, float]:
     """Run the CLI on ``args`` (default: ``sys.argv[1:]``) and return the test metrics."""
     argv = expand_shorthands(sys.argv[1:] if args is None else args)
@@ -327,24 +350,7 @@ def main(args: Sequence[str] | None = None) -> dict[str, float]:
     _quiet_known_warnings()
     try:
         check_config_files(argv)
-        cli = BiGRUCLI(
-            BiGRUClassifier,
-            SequenceDataModule,
-            subclass_mode_data=True,
-            save_config_callback=RunConfigSaver,
-            args=argv,
-            run=False,
-            parser_kwargs={"exit_on_error": False},
-            seed_everything_default=42,
-            trainer_defaults={
-                "max_epochs": 10,
-                "log_every_n_steps": 1,
-                # A progress bar only where someone watches it: piped output keeps the epoch lines clean.
-                "enable_progress_bar": sys.stdout.isatty(),
-                "callbacks": [EpochLinePrinter(), RNGStateCheckpoint(), GracefulStop(), TestFigureLogger()],
-            },
-        )
-        return cli.run()
+        return make_cli(argv).run()
     except SIGTERMException:
         print("Interrupted: last.ckpt written; continue with --ckpt_path last", file=sys.stderr)
         raise SystemExit(143) from None

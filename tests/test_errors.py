@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, script_env
 
 from bigru_lightning.cli import main as fit_main
-from conftest import REPO, script_env
 
 Setup = Callable[[Path], None]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, script_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bigru_lightning.cli import main
-from conftest import REPO, script_env
 
 # 12 epochs of 5 steps, two GRU layers with dropout: every source of randomness is in play.
 STEPS_PER_EPOCH = 5
@@ -134,7 +134,7 @@ def test_sigterm_and_ctrl_c_write_last_ckpt_and_resume_exactly(
     process = _start(folder, [])
     assert _wait_for_epoch_line(process)
     process.send_signal(signum)
-    out, err = process.communicate(timeout=600)
+    _out, err = process.communicate(timeout=600)
     assert process.returncode == 143, err[-2000:]
     assert "Interrupted: last.ckpt written" in err
     assert "Traceback" not in err

@@ -8,7 +8,7 @@ from typing import Any, cast
 import lightning.pytorch as pl
 import torch
 
-from bigru_lightning.data.batching import TensorBatcher
+from bigru_lightning.data.batching import Batch, TensorBatcher
 from bigru_lightning.errors import UserInputError
 
 
@@ -33,6 +33,14 @@ class SequenceSplit:
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """``(x, y)`` or ``(x, y, lengths)``: what one batch holds."""
         return (self.x, self.y) if self.lengths is None else (self.x, self.y, self.lengths)
+
+
+def device_cache_fits(device: torch.device, nbytes: int, bound_mb: float) -> bool:
+    """Whether data of ``nbytes`` bytes is held on ``device``: an accelerator, and at most ``bound_mb`` MiB.
+
+    CPU training never copies; ``bound_mb <= 0`` disables the cache.
+    """
+    return device.type != "cpu" and bound_mb > 0 and nbytes <= bound_mb * 2**20
 
 
 class SequenceDataModule(pl.LightningDataModule):
@@ -71,7 +79,7 @@ class SequenceDataModule(pl.LightningDataModule):
         self.test_split: SequenceSplit | None = None
         self.feature_mean: torch.Tensor | None = None
         self.feature_std: torch.Tensor | None = None
-        self._device: torch.device | None = None
+        self._device_splits: dict[str, Batch] = {}
 
     def make_splits(self) -> tuple[SequenceSplit, SequenceSplit, SequenceSplit]:
         """Create (train, val, test). Implemented by subclasses."""
@@ -100,8 +108,12 @@ class SequenceDataModule(pl.LightningDataModule):
             def consumed() -> int:
                 return int(cast(Any, progress.current).processed)
 
-        batcher = TensorBatcher(
-            split.tensors(),
+        tensors = split.tensors()
+        device = self._cache_device()
+        if device is not None:
+            tensors = self._on_device(name, tensors, device)
+        return TensorBatcher(
+            tensors,
             batch_size=batch_size,
             shuffle=shuffle,
             seed=self.seed,
@@ -109,22 +121,24 @@ class SequenceDataModule(pl.LightningDataModule):
             world_size=world_size,
             consumed_batches=consumed,
         )
-        device = self._cache_device()
-        if device is not None:
-            batcher.to(device)
-        return batcher
 
     def _cache_device(self) -> torch.device | None:
         """The accelerator to hold the data on, or None (CPU, or data over ``device_cache_mb``)."""
         trainer = self.trainer
         if trainer is None:
             return None
-        device = trainer.strategy.root_device
-        if device.type == "cpu" or self.device_cache_mb <= 0:
-            return None
         splits = [s for s in (self.train_split, self.val_split, self.test_split) if s is not None]
-        total = sum(t.numel() * t.element_size() for s in splits for t in s.tensors())
-        return device if total <= self.device_cache_mb * 2**20 else None
+        nbytes = sum(t.numel() * t.element_size() for s in splits for t in s.tensors())
+        device = trainer.strategy.root_device
+        return device if device_cache_fits(device, nbytes, self.device_cache_mb) else None
+
+    def _on_device(self, name: str, tensors: Batch, device: torch.device) -> Batch:
+        """``tensors`` of split ``name`` on ``device``, copied there once and reused by later dataloaders."""
+        cached = self._device_splits.get(name)
+        if cached is None or cached[0].device != device:
+            cached = tuple(t.to(device) for t in tensors)
+            self._device_splits[name] = cached
+        return cached
 
     def train_dataloader(self) -> TensorBatcher:
         """Shuffled training batches, a new order each epoch."""

@@ -105,26 +105,29 @@ class GaussianTask:
         Returns:
             ``x`` of shape (N, seq_len, F), float32, and ``y`` of shape (N,), int64.
         """
-        xs, ys = [], []
-        for k, count in enumerate(counts):
-            shape = (int(count), seq_len, self.num_features)
-            noise = rng.standard_normal(shape, dtype=np.float32)
+        sizes = [int(count) for count in counts]
+        # Drawn straight into the output (no per-class arrays to concatenate), in float32, in place.
+        x = np.empty((sum(sizes), seq_len, self.num_features), dtype=np.float32)
+        y = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+        start = 0
+        for k, count in enumerate(sizes):
+            block = x[start : start + count]
+            start += count
+            rng.standard_normal(block.shape, dtype=np.float32, out=block)
             mean = self.means[k].astype(np.float32)
             std = np.float32(self.stds[k])
             phi = float(self.phis[k])
             if phi == 0.0:
-                x = noise * std + mean
-            else:
-                innovation_scale = np.float32(math.sqrt(1.0 - phi * phi))
-                x = np.empty(shape, dtype=np.float32)
-                deviation = noise[:, 0] * std
-                x[:, 0] = deviation + mean
-                for t in range(1, seq_len):
-                    deviation = np.float32(phi) * deviation + innovation_scale * std * noise[:, t]
-                    x[:, t] = deviation + mean
-            xs.append(x)
-            ys.append(np.full(int(count), k, dtype=np.int64))
-        return np.concatenate(xs), np.concatenate(ys)
+                block *= std
+                block += mean
+                continue
+            innovation_scale = np.float32(math.sqrt(1.0 - phi * phi))
+            deviation = block[:, 0] * std
+            block[:, 0] = deviation + mean
+            for t in range(1, seq_len):
+                deviation = np.float32(phi) * deviation + innovation_scale * std * block[:, t]
+                block[:, t] = deviation + mean
+        return x, y
 
     def log_likelihoods(self, x: np.ndarray) -> np.ndarray:
         """Exact log-likelihood of each sequence under each class, shape (N, K).
@@ -146,9 +149,16 @@ class GaussianTask:
             out[:, k] = ll
         return out
 
-    def bayes_predict(self, x: np.ndarray) -> np.ndarray:
-        """The Bayes-optimal class for each sequence: argmax of log-likelihood plus log-prior."""
-        return np.argmax(self.log_likelihoods(x) + np.log(self.priors), axis=1)
+    def bayes_predict(self, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """The Bayes-optimal class for each sequence: argmax of log-likelihood plus log-prior.
+
+        Works through ``chunk`` sequences at a time, so the float64 temporaries stay small for large sets.
+        """
+        log_prior = np.log(self.priors)
+        return np.concatenate(
+            [np.argmax(self.log_likelihoods(x[i : i + chunk]) + log_prior, axis=1) for i in range(0, len(x), chunk)]
+            or [np.empty(0, dtype=np.int64)]
+        )
 
 
 def _per_class(value: float | list[float], num_classes: int, name: str) -> np.ndarray:
