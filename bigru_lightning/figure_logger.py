@@ -41,11 +41,12 @@ class TestFigureLogger(Callback):
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Draw and log the figures of the test epoch that just ended."""
         curves: dict[str, torch.Tensor] = getattr(pl_module, "test_curves", {})
+        # Trainer.log_dir broadcasts from rank 0: every rank must ask, or DDP deadlocks.
+        log_dir = trainer.log_dir
         if not curves or not trainer.is_global_zero or trainer.logger is None:
             return
         counts = curves["confusion"].numpy()
         labels = [str(name) for name in getattr(pl_module, "label_names", range(counts.shape[0]))]
-        log_dir = trainer.log_dir
         if log_dir is not None:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
             write_confusion_json(Path(log_dir) / CONFUSION_FILE, counts, labels)

@@ -121,7 +121,11 @@ class GracefulStop(Callback):
         self.saved_path: str | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Install the Ctrl-C handler (main thread only)."""
+        """Remove temporary files a killed run left mid-write; install the Ctrl-C handler (main thread only)."""
+        checkpoint = trainer.checkpoint_callback
+        if trainer.is_global_zero and isinstance(checkpoint, ModelCheckpoint) and checkpoint.dirpath:
+            for leftover in Path(checkpoint.dirpath).glob(".*.ckpt.*.tmp"):
+                leftover.unlink(missing_ok=True)
         if not _in_main_thread():
             return
         self._previous_handler = signal.getsignal(signal.SIGINT)
@@ -151,7 +155,7 @@ class GracefulStop(Callback):
         if not isinstance(checkpoint, ModelCheckpoint) or not checkpoint.dirpath or trainer.global_step == 0:
             return
         path = os.path.join(checkpoint.dirpath, f"{checkpoint.CHECKPOINT_NAME_LAST}{checkpoint.FILE_EXTENSION}")
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the full state, to resume from
         self.saved_path = path
 
 

@@ -154,34 +154,7 @@ def test_resume_from_last_continues_the_same_run(in_tmp: Path, capsys: pytest.Ca
     assert steps == sorted(set(steps)) and len(steps) == 6  # continued, not restarted or duplicated
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["--model.hidden_size", "0"], "model.hidden_size"),
-        (["--model.dropout", "1.5"], "model.dropout"),
-        (["--data.samples_per_class", "-3"], "data.samples_per_class"),
-        (["--model.pooling", "median"], "model.pooling"),
-        (["--model.hidden_size", "abc"], "model.hidden_size"),
-        (["--no_such_option", "1"], "no_such_option"),
-        (["--ckpt_path", "last"], "--ckpt_path last"),
-        (["--ckpt_path", "missing.ckpt"], "--ckpt_path missing.ckpt"),
-        (["--config", "missing.yaml"], "missing.yaml"),
-    ],
-)
-def test_user_errors_exit_2_with_one_line(in_tmp: Path, args: list[str], expected: str) -> None:
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "fit.py"), *args],
-        cwd=in_tmp,
-        env=script_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and expected in last, result.stderr
-    assert "Traceback" not in result.stderr
-    assert not list(in_tmp.glob("lightning_logs/version_*"))
+# The full catalogue of bad inputs (exit status, message, untouched files) is tests/test_errors.py.
 
 
 def test_gpu_on_a_machine_without_one(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:

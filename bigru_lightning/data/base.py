@@ -102,8 +102,9 @@ class SequenceDataModule(pl.LightningDataModule):
         train_size = len(self.train_split) if self.train_split is not None else len(split)
         batch_size = self.batch_size or max(1, -(-train_size // world_size))
         consumed = None
-        if trainer is not None and name == "train":
-            progress = trainer.fit_loop.epoch_loop.batch_progress
+        fit_loop = getattr(trainer, "fit_loop", None)
+        if fit_loop is not None and name == "train":
+            progress = fit_loop.epoch_loop.batch_progress
 
             def consumed() -> int:
                 return int(cast(Any, progress.current).processed)
