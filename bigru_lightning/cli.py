@@ -335,7 +335,7 @@ def make_cli(argv: Sequence[str]) -> BiGRUCLI:
         seed_everything_default=42,
         trainer_defaults={
             "max_epochs": 10,
-            "log_every_n_steps": 1,
+            "log_every_n_steps": 50,  # step-level points only; epoch metrics are written every epoch
             # A progress bar only where someone watches it: piped output keeps the epoch lines clean.
             "enable_progress_bar": sys.stdout.isatty(),
             "callbacks": [EpochLinePrinter(), RNGStateCheckpoint(), GracefulStop(), TestFigureLogger()],
