@@ -197,3 +197,112 @@ def test_debug_env_shows_the_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "model.dropout" in result.stderr
+
+
+LAST = "lightning_logs/version_0/checkpoints/last.ckpt"
+
+# Data files through fit, and the other two scripts: (id, entry, arguments, expected text, setup)
+OTHER_CASES: list[tuple[str, str, list[str], str, Setup | None]] = [
+    ("train_file_missing", "fit", ["--data", "FileDataModule", "--data.train_file", "none.npz"], "none.npz", None),
+    (
+        "train_file_unknown_suffix",
+        "fit",
+        ["--data", "FileDataModule", "--data.train_file", "data.parquet"],
+        "data.parquet",
+        _write("data.parquet", b"PAR1"),
+    ),
+    (
+        "train_file_empty_csv",
+        "fit",
+        ["--data", "FileDataModule", "--data.train_file", "empty.csv"],
+        "empty.csv",
+        _write("empty.csv", b""),
+    ),
+    (
+        "train_file_non_numeric_csv",
+        "fit",
+        ["--data", "FileDataModule", "--data.train_file", "words.csv"],
+        "words.csv",
+        _write("words.csv", b"sequence_id,label,x\na,0,1.0\na,0,oops\nb,1,2.0\n"),
+    ),
+    (
+        "predict_ckpt_missing",
+        "predict",
+        ["--ckpt_path", "none.ckpt", "--input", "in.csv", "--output", "p.csv"],
+        "none.ckpt",
+        None,
+    ),
+    (
+        "predict_input_missing",
+        "predict",
+        ["--ckpt_path", LAST, "--input", "none.csv", "--output", "p.csv"],
+        "none.csv",
+        None,
+    ),
+    (
+        "predict_output_exists",
+        "predict",
+        ["--ckpt_path", LAST, "--input", "seqs.csv", "--output", "seqs.csv"],
+        "seqs.csv",
+        _write("seqs.csv", b"sequence_id,x\na,1.0\na,2.0\n"),
+    ),
+    (
+        "predict_feature_mismatch",
+        "predict",
+        ["--ckpt_path", LAST, "--input", "two.csv", "--output", "p.csv"],
+        "feature",
+        _write("two.csv", b"sequence_id,x,z\na,1.0,2.0\na,2.0,3.0\n"),
+    ),
+    (
+        "export_unknown_format",
+        "export",
+        ["--ckpt_path", LAST, "--format", "tflite", "--output", "m.tflite"],
+        "tflite",
+        None,
+    ),
+    (
+        "export_ckpt_empty",
+        "export",
+        ["--ckpt_path", "empty.ckpt", "--format", "onnx", "--output", "m.onnx"],
+        "empty.ckpt",
+        _write("empty.ckpt", b""),
+    ),
+    (
+        "export_output_exists",
+        "export",
+        ["--ckpt_path", LAST, "--format", "torchscript", "--output", "keep.pt"],
+        "keep.pt",
+        _write("keep.pt", b"user data"),
+    ),
+]
+
+
+def _entry(name: str) -> Callable[[list[str]], object]:
+    if name == "fit":
+        return fit_main
+    if name == "predict":
+        from bigru_lightning.predict import main as predict_main
+
+        return predict_main
+    from bigru_lightning.export import main as export_main
+
+    return export_main
+
+
+@pytest.mark.parametrize(
+    ("entry", "args", "expected", "setup"), [c[1:] for c in OTHER_CASES], ids=[c[0] for c in OTHER_CASES]
+)
+def test_files_predict_and_export_refuse_bad_input(
+    earlier_run: Path,
+    tmp_path: Path,
+    entry: str,
+    args: list[str],
+    expected: str,
+    setup: Setup | None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = copy_of(earlier_run, tmp_path / "work")
+    if setup is not None:
+        setup(folder)
+    main_and_check(folder, _entry(entry), args, expected, capsys, monkeypatch)
