@@ -52,7 +52,9 @@ class PackedBiGRU(nn.Module):
         return self.head(h_n[-2:].transpose(0, 1).reshape(x.shape[0], -1))
 
 
-def step_function(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | None) -> Callable[[], None]:
+def step_function(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | None
+) -> Callable[[], None]:
     """One optimizer step of ``model`` on the fixed batch."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
@@ -93,7 +95,7 @@ def main() -> None:
             for _ in range(args.steps):
                 step()
             rates[name].append(args.steps * args.batch_size / (time.perf_counter() - start))
-    print(f"batch {args.batch_size}, time {args.time}, {args.threads} thread(s), {args.rounds} rounds x {args.steps} steps")
+    print(f"batch {args.batch_size}, time {args.time}, {args.threads} thread(s), {args.rounds}x{args.steps} steps")
     print("| model | samples/s, median | range |")
     print("| --- | --- | --- |")
     for name, values in rates.items():
