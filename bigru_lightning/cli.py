@@ -37,6 +37,7 @@ from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
 from bigru_lightning.errors import UserInputError
 from bigru_lightning.figure_logger import TestFigureLogger
+from bigru_lightning.model import upgrade_state_dict
 from bigru_lightning.module import BiGRUClassifier
 from bigru_lightning.resilience import AtomicCheckpointIO, GracefulStop, RNGStateCheckpoint
 
@@ -251,6 +252,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 def check_checkpoint_fits(checkpoint: dict[str, Any], model: BiGRUClassifier, where: str) -> None:
     """Refuse a checkpoint whose weights do not fit ``model`` (other sizes, layers or classes)."""
+    upgrade_state_dict(checkpoint["state_dict"], prefix="net.")  # weights saved by earlier layouts of the net
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items() if isinstance(v, torch.Tensor)}
     if expected != found:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, script_env
@@ -136,6 +137,37 @@ def test_old_layout_loads_into_the_lightning_module() -> None:
     fresh.load_state_dict(old)
     loaded = fresh.net.rnn.layers[1].backward_gru.weight_hh_l0
     assert torch.equal(loaded, state["gru.weight_hh_l1_reverse"])
+
+
+# Written by the code before this package (commit 441fa06, one nn.GRU + pack_padded_sequence):
+#   scripts/fit.py --trainer.max_epochs 1 --model.hidden_size 4 --model.num_layers 2 --model.pooling mean
+#     --data.num_features 2 --data.samples_per_class 20
+# with that code's probabilities for a padded batch (x, lengths) stored beside it.
+OLD_CHECKPOINT = REPO / "tests" / "data" / "nn_gru_layout.ckpt"
+OLD_EXPECTED = REPO / "tests" / "data" / "nn_gru_layout_expected.npz"
+
+
+def test_checkpoint_of_the_previous_layout_predicts_as_before() -> None:
+    from bigru_lightning.module import BiGRUClassifier
+
+    state = torch.load(OLD_CHECKPOINT, map_location="cpu", weights_only=True)["state_dict"]
+    assert "net.gru.weight_ih_l1_reverse" in state  # really the old layout
+    model = BiGRUClassifier.load_from_checkpoint(OLD_CHECKPOINT, map_location="cpu", weights_only=True).eval()
+    expected = np.load(OLD_EXPECTED)
+    with torch.no_grad():
+        got = model(torch.from_numpy(expected["x"]), torch.from_numpy(expected["lengths"])).softmax(dim=-1)
+    np.testing.assert_allclose(got.numpy(), expected["probabilities"], rtol=0, atol=1e-6)
+
+
+def test_fit_resumes_from_a_checkpoint_of_the_previous_layout(in_tmp: Path) -> None:
+    from bigru_lightning.cli import main as fit_main
+
+    args = ["--model.hidden_size", "4", "--model.num_layers", "2", "--model.pooling", "mean"]
+    args += ["--data.num_features", "2", "--data.samples_per_class", "20", "--trainer.max_epochs", "2"]
+    metrics = fit_main([*args, "--trainer.enable_model_summary", "false", "--ckpt_path", str(OLD_CHECKPOINT)])
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    resumed = torch.load(in_tmp / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert resumed["epoch"] == 1 and "net.rnn.layers.1.backward_gru.weight_ih_l0" in resumed["state_dict"]
 
 
 def test_default_model_draws_the_earlier_initial_weights() -> None:

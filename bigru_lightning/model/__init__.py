@@ -9,7 +9,15 @@
 """
 
 from bigru_lightning.model.exportable import ExportableClassifier, FixedLengthGraph, PaddedGraph
-from bigru_lightning.model.network import BiGRU
+from bigru_lightning.model.network import BiGRU, upgrade_state_dict
 from bigru_lightning.model.pooling import POOLINGS, Pooling
 
-__all__ = ["POOLINGS", "BiGRU", "ExportableClassifier", "FixedLengthGraph", "PaddedGraph", "Pooling"]
+__all__ = [
+    "POOLINGS",
+    "BiGRU",
+    "ExportableClassifier",
+    "FixedLengthGraph",
+    "PaddedGraph",
+    "Pooling",
+    "upgrade_state_dict",
+]

@@ -105,9 +105,19 @@ class BiGRU(nn.Module):
         return self.head(self.dropout(summary))
 
 
-def _upgrade_old_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    """Load checkpoints of the ``nn.GRU`` layout (``gru.weight_ih_l0``, ``..._reverse``) into :class:`StackedGRU`."""
+def upgrade_state_dict(state_dict: dict[str, Any], prefix: str = "") -> None:
+    """Rename, in place, the weights of earlier layouts of a :class:`BiGRU` found at ``prefix`` to today's.
+
+    Earlier versions held one ``nn.GRU`` (``gru.weight_ih_l0``, ``gru.weight_ih_l0_reverse``, ...); today
+    each direction of each layer is its own GRU (``rnn.layers.0.forward_gru.weight_ih_l0``, ...). The
+    parameters keep their order, so optimizer states saved beside them still match.
+    """
     upgrade_packed_gru_keys(state_dict, prefix, old="gru", new="rnn")
+
+
+def _upgrade_old_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """``load_state_dict`` pre-hook: checkpoints of earlier layouts still load (see :func:`upgrade_state_dict`)."""
+    upgrade_state_dict(state_dict, prefix)
 
 
 def _check_positive(name: str, value: object) -> None:
