@@ -1,4 +1,4 @@
-"""The one exception type that means "the user asked for something that cannot be done"."""
+"""The user's mistakes: :class:`UserInputError`, and how a command finds and words one (:func:`find_user_error`)."""
 
 from __future__ import annotations
 
