@@ -34,7 +34,7 @@ from bigru_lightning.callbacks import EpochLinePrinter, run_settings, write_hpar
 from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
 from bigru_lightning.errors import UserInputError, find_user_error, one_line
-from bigru_lightning.figure_logger import TestFigureLogger
+from bigru_lightning.figures.callback import TestFigureLogger
 from bigru_lightning.module import BiGRUClassifier
 from bigru_lightning.resilience import AtomicCheckpointIO, GracefulStop, RNGStateCheckpoint
 

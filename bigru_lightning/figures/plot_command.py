@@ -2,7 +2,7 @@
 
 The curves come from the run's TensorBoard event files (read with tensorboard's ``EventAccumulator``),
 one point per epoch for ``train/*`` and ``val/*``; the confusion matrix from ``confusion_matrix.json``,
-which the test stage writes beside them (:mod:`bigru_lightning.figures`).
+which the test stage writes beside them (:mod:`bigru_lightning.figures.callback`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from bigru_lightning.app import OptionParser, run_command
 from bigru_lightning.errors import UserInputError
-from bigru_lightning.figures import CONFUSION_FILE, confusion_figure, new_figure, read_confusion_json
+from bigru_lightning.figures.drawing import CONFUSION_FILE, confusion_figure, new_figure, read_confusion_json
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
