@@ -252,7 +252,8 @@ def make_trainer(accelerator: str, devices: str, writer: PredictionFileWriter) -
     """A quiet Trainer for prediction on ``accelerator`` x ``devices``, with ``writer`` as its only callback."""
     check_accelerator(accelerator)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*does not have many workers")
+    for known in (r".*does not have many workers", r".*isinstance\(treespec, LeafSpec\)` is deprecated"):
+        warnings.filterwarnings("ignore", message=known)  # Lightning's, not the user's concern
     try:
         return pl.Trainer(
             accelerator=accelerator,
