@@ -17,6 +17,7 @@ status 2, as in ``scripts/fit.py`` (``BIGRU_DEBUG=1`` shows the traceback).
 
 from __future__ import annotations
 
+import argparse
 import csv
 import logging
 import sys
@@ -250,7 +251,10 @@ class PredictionFileWriter(BasePredictionWriter):
 
 def make_trainer(accelerator: str, devices: str, writer: PredictionFileWriter) -> pl.Trainer:
     """A quiet Trainer for prediction on ``accelerator`` x ``devices``, with ``writer`` as its only callback."""
-    check_accelerator(accelerator)
+    try:
+        check_accelerator(accelerator)  # the fit command's check: the same devices are accepted here
+    except UserInputError as error:  # ... worded for this command's option
+        raise UserInputError(str(error).replace("--trainer.accelerator", "--accelerator", 1)) from error
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     for known in (r".*does not have many workers", r".*isinstance\(treespec, LeafSpec\)` is deprecated"):
         warnings.filterwarnings("ignore", message=known)  # Lightning's, not the user's concern
@@ -268,7 +272,7 @@ def make_trainer(accelerator: str, devices: str, writer: PredictionFileWriter) -
         raise UserInputError(f"--accelerator {accelerator} --devices {devices}: {one_line(error)}") from error
 
 
-def run(options: Any) -> Path:
+def run(options: argparse.Namespace) -> Path:
     """Load, read, predict and write; returns the output path."""
     if options.batch_size < 1:
         raise UserInputError(f"--batch_size must be a positive integer; got {options.batch_size}")
@@ -293,8 +297,7 @@ def run(options: Any) -> Path:
     with atomic_output(output, overwrite=options.overwrite) as temporary:
         writer.target = temporary
         trainer.predict(model, dataloaders=loader, return_predictions=False)
-    if trainer.is_global_zero:
-        print(f"Wrote {len(ids)} predictions to {output}")
+    print(f"Wrote {len(ids)} predictions to {output}")
     return output
 
 

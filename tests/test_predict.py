@@ -292,8 +292,9 @@ def test_rows_are_written_batch_by_batch(
     assert capsys.readouterr().out.strip() == f"Wrote 10 predictions to {output}"
 
 
-def test_unknown_accelerator_is_a_one_line_error(
-    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("accelerator", ["gpux", *([] if torch.cuda.is_available() else ["gpu"])])
+def test_unknown_or_missing_accelerator_is_a_one_line_error(
+    accelerator: str, trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     new = _write_long_csv(tmp_path / "new.csv", 2, seed=10, labels=False)
     with pytest.raises(SystemExit) as caught:
@@ -311,7 +312,7 @@ def test_unknown_accelerator_is_a_one_line_error(
         )
     assert caught.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "gpux" in err and len(err.splitlines()) == 1
+    assert err.startswith(f"error: --accelerator {accelerator}") and len(err.splitlines()) == 1, err
     assert not (tmp_path / "o.csv").exists()
 
 
