@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.fabric.utilities.logger import _convert_params, _flatten_dict, _sanitize_params
+import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -37,17 +37,82 @@ class EpochLinePrinter(Callback):
             print(line, flush=True)
 
 
-def write_hparams_entry(logger: TensorBoardLogger, params: dict[str, Any], metrics: dict[str, float]) -> None:
-    """Write one TensorBoard HParams entry: the run's hyper-parameters beside its final metrics.
+# The settings that matter, first (TensorBoard's HParams table shows the columns in this order).
+KEY_SETTINGS = (
+    "optimizer",
+    "lr",
+    "lr_scheduler",
+    "max_epochs",
+    "batch_size",
+    "model.hidden_size",
+    "model.num_layers",
+    "model.bidirectional",
+    "model.dropout",
+    "model.pooling",
+    "data",
+)
+HParam = int | float | str | bool
+
+
+def run_settings(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any | None) -> dict[str, HParam]:
+    """The run's settings as actually used: optimizer, lr, scheduler, epochs, batch size, model and data.
+
+    Read from the trainer (not the command line), so defaults and data-adaptive choices appear as
+    used. Keys of :data:`KEY_SETTINGS` come first, then the other ``model.*`` and ``data.*`` values.
+    """
+    optimizer = trainer.optimizers[0] if trainer.optimizers else None
+    schedulers = [type(config.scheduler).__name__ for config in trainer.lr_scheduler_configs]
+    settings: dict[str, Any] = {
+        "optimizer": type(optimizer).__name__ if optimizer is not None else "none",
+        "lr": optimizer.defaults.get("lr", "none") if optimizer is not None else "none",
+        "lr_scheduler": ",".join(schedulers) or "none",
+        "max_epochs": trainer.max_epochs,
+    }
+    data_hparams = dict(getattr(datamodule, "hparams", {}))
+    settings["batch_size"] = getattr(datamodule, "batch_size", data_hparams.get("batch_size", "none"))
+    settings.update({f"model.{key}": value for key, value in model.hparams.items()})
+    if datamodule is not None:
+        settings["data"] = type(datamodule).__name__
+        settings.update({f"data.{key}": value for key, value in data_hparams.items()})
+    ordered = {key: settings[key] for key in KEY_SETTINGS if key in settings}
+    ordered.update(sorted((key, value) for key, value in settings.items() if key not in ordered))
+    return {key: _hparam_value(value) for key, value in ordered.items()}
+
+
+def _hparam_value(value: Any) -> HParam:
+    """A value TensorBoard's HParams accepts: numbers, strings and booleans as they are, the rest as text."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    return value if isinstance(value, int | float | str | bool) else str(value)
+
+
+def write_hparams_entry(logger: TensorBoardLogger, settings: dict[str, HParam], metrics: dict[str, float]) -> None:
+    """Write one TensorBoard HParams entry: the run's settings beside its final metrics.
 
     Unlike ``TensorBoardLogger.log_hyperparams(params, metrics)`` this does not log the metrics again
-    as scalars at step 0 (they are already logged where they were measured).
+    as scalars at step 0 (they are already logged where they were measured; the HParams table reads
+    them from there).
     """
     from torch.utils.tensorboard.summary import hparams
 
-    flat = _sanitize_params(_flatten_dict(_convert_params(params)))
-    experiment, start, end = hparams(flat, metrics)
-    writer = logger.experiment._get_file_writer()
+    experiment, start, end = hparams(settings, metrics)
+    writer = event_file_writer(logger)
     for summary in (experiment, start, end):
         writer.add_summary(summary)
     logger.experiment.flush()
+
+
+def event_file_writer(logger: TensorBoardLogger) -> Any:
+    """The event file writer of ``logger``'s run: the one use of a non-public API in the project.
+
+    torch's ``SummaryWriter`` has no public call that writes a raw summary into the run's own event
+    file (``add_hparams`` writes into a new sub-run and logs the metrics again), and its public
+    ``file_writer`` attribute is None once Lightning has closed the writer after fitting, so this
+    calls ``SummaryWriter._get_file_writer()`` (which reopens it). ``tests/test_app.py`` fails loudly
+    if torch changes it.
+    """
+    get_file_writer = getattr(logger.experiment, "_get_file_writer", None)
+    writer = get_file_writer() if callable(get_file_writer) else None
+    if writer is None or not hasattr(writer, "add_summary"):
+        raise RuntimeError("torch.utils.tensorboard.SummaryWriter._get_file_writer().add_summary is gone")
+    return writer

@@ -11,8 +11,6 @@ exit status 2 (set ``BIGRU_DEBUG=1`` for the traceback).
 from __future__ import annotations
 
 import logging
-import os
-import pickle
 import re
 import sys
 import warnings
@@ -22,9 +20,8 @@ from typing import Any
 
 import torch
 import yaml
-from jsonargparse import ArgumentError, lazy_instance
+from jsonargparse import lazy_instance
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple, SaveConfigCallback
@@ -32,17 +29,17 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
-from bigru_lightning.callbacks import EpochLinePrinter, write_hparams_entry
+from bigru_lightning.app import load_checkpoint, run_command
+from bigru_lightning.callbacks import EpochLinePrinter, run_settings, write_hparams_entry
 from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
-from bigru_lightning.errors import UserInputError
-from bigru_lightning.figure_logger import TestFigureLogger
+from bigru_lightning.errors import UserInputError, find_user_error, one_line
+from bigru_lightning.figures.callback import TestFigureLogger
 from bigru_lightning.model import upgrade_state_dict
 from bigru_lightning.module import BiGRUClassifier
 from bigru_lightning.resilience import AtomicCheckpointIO, GracefulStop, RNGStateCheckpoint
 
 SHORTHANDS = ("accelerator", "devices", "precision", "num_nodes", "strategy", "max_epochs")
-DEBUG_ENV = "BIGRU_DEBUG"
 
 
 def expand_shorthands(args: Sequence[str]) -> list[str]:
@@ -133,7 +130,7 @@ class BiGRUCLI(LightningCLI):
         path = find_last_checkpoint(save_dir / name) if ckpt_path == "last" else Path(ckpt_path)
         if not path.is_file():
             raise UserInputError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
-        checkpoint = read_checkpoint(path)
+        checkpoint = load_checkpoint(path)
         self.config["ckpt_path"] = str(path)
         version = _version_of(path, save_dir / name)
         if version is not None and _is_tensorboard(logger_cfg):
@@ -191,12 +188,9 @@ class BiGRUCLI(LightningCLI):
         logger = self.trainer.logger
         if not isinstance(logger, TensorBoardLogger) or not self.trainer.is_global_zero:
             return
-        params: dict[str, Any] = {"model": dict(self.model.hparams)}
-        if self.datamodule is not None:
-            params["data"] = dict(self.datamodule.hparams)
         if "test/bayes_acc" in metrics:
             logger.log_metrics({"test/bayes_acc": metrics["test/bayes_acc"]}, step=self.trainer.global_step)
-        write_hparams_entry(logger, params, metrics)
+        write_hparams_entry(logger, run_settings(self.trainer, self.model, self.datamodule), metrics)
         logger.finalize("success")
 
 
@@ -223,31 +217,6 @@ def hand_data_facts_to_model(datamodule: SequenceDataModule, model: BiGRUClassif
         counts = torch.bincount(datamodule.train_split.y, minlength=datamodule.num_classes).double()
         weights = counts.sum() / (len(counts) * counts.clamp(min=1))
         model.set_class_weights(weights.float())
-
-
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``: no pickled code runs) or explain why it can't be."""
-    where = f"--ckpt_path {path}"
-    if not path.is_file():
-        raise UserInputError(f"{where}: no such checkpoint file")
-    if path.stat().st_size == 0:
-        raise UserInputError(f"{where}: the file is empty (accepted: a .ckpt written by this project)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        global_name = re.search(r"(?i)unsupported global:? (?:GLOBAL )?(\S+)", str(error))
-        if global_name is not None:
-            what = f" ({global_name.group(1)})" if global_name else ""
-            raise UserInputError(
-                f"{where}: refused, it holds pickled Python objects{what} that safe loading (weights_only=True) "
-                "does not run; only checkpoints of tensors and plain values are accepted"
-            ) from error
-        raise UserInputError(f"{where}: not a readable checkpoint (truncated or not a .ckpt file)") from error
-    except Exception as error:  # torch.load fails on garbage with many exception types
-        raise UserInputError(f"{where}: not a readable checkpoint (truncated or not a .ckpt file)") from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UserInputError(f"{where}: not a Lightning checkpoint (no state_dict)")
-    return checkpoint
 
 
 def check_checkpoint_fits(checkpoint: dict[str, Any], model: BiGRUClassifier, where: str) -> None:
@@ -319,11 +288,6 @@ def _quiet_known_warnings() -> None:
         rank_zero_logger.addFilter(_DropAdvertising())
 
 
-def _user_error(message: str) -> SystemExit:
-    print(f"error: {message}", file=sys.stderr)
-    return SystemExit(2)
-
-
 def make_cli(argv: Sequence[str]) -> BiGRUCLI:
     """Parse ``argv`` (already expanded) and instantiate model, data and trainer, without running."""
     return BiGRUCLI(
@@ -348,34 +312,14 @@ def make_cli(argv: Sequence[str]) -> BiGRUCLI:
 def main(args: Sequence[str] | None = None) -> dict[str, float]:
     """Run the CLI on ``args`` (default: ``sys.argv[1:]``) and return the test metrics."""
     argv = expand_shorthands(sys.argv[1:] if args is None else args)
-    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     _quiet_known_warnings()
+    return run_command(lambda: _fit_and_test(argv))
+
+
+def _fit_and_test(argv: list[str]) -> dict[str, float]:
     try:
         check_config_files(argv)
         return make_cli(argv).run()
     except SIGTERMException:
         print("Interrupted: last.ckpt written; continue with --ckpt_path last", file=sys.stderr)
         raise SystemExit(143) from None
-    except Exception as error:
-        user_error = find_user_error(error)
-        if debug or user_error is None:
-            raise
-        raise _user_error(one_line(user_error)) from None
-
-
-def find_user_error(error: BaseException) -> BaseException | None:
-    """The user's mistake behind ``error`` (following its causes), or None for a genuine failure."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (UserInputError, MisconfigurationException, ArgumentError)):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def one_line(error: BaseException) -> str:
-    """``error``'s message on one line, with jsonargparse's 'Parser key "k":' shown as '--k:'."""
-    text = " ".join(str(error).split())
-    return re.sub(r'Parser key "([^"]+)":', r"--\1:", text)

@@ -21,22 +21,19 @@ PyTorch's probabilities is printed; above 1e-5 nothing is written (``--skip_chec
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import io
 import json
-import os
-import pickle
 import sys
-import tempfile
 import warnings
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
+from bigru_lightning import app
+from bigru_lightning.app import OptionParser, atomic_output, load_classifier, run_command
 from bigru_lightning.errors import UserInputError
 
 if TYPE_CHECKING:  # torch and Lightning are imported where needed: a bad option fails in a fraction of a second
@@ -49,7 +46,6 @@ if TYPE_CHECKING:  # torch and Lightning are imported where needed: a bad option
 FORMATS = ("onnx", "torchscript")
 ONNX_EXPORTERS = ("dynamo", "torchscript")
 CHECK_TOLERANCE = 1e-5
-DEBUG_ENV = "BIGRU_DEBUG"
 # The example the exporters trace with; the check uses other sizes so that fixed axes would show up.
 EXAMPLE_BATCH, EXAMPLE_TIME = 3, 8
 CHECK_BATCH, CHECK_TIME = 7, 23
@@ -59,17 +55,9 @@ class ExportCheckError(RuntimeError):
     """The exported model does not reproduce PyTorch (fixed axes, other probabilities); nothing was written."""
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse whose mistakes become :class:`UserInputError` (one line, exit 2) instead of usage dumps."""
-
-    def error(self, message: str) -> NoReturn:
-        """Raise the parse error as a user error."""
-        raise UserInputError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> OptionParser:
     """The command line of ``scripts/export.py``."""
-    parser = _ArgumentParser(
+    parser = OptionParser(
         prog="export.py",
         description="Export a trained BiGRU checkpoint to ONNX or TorchScript (raw sequences in, probabilities out).",
     )
@@ -142,75 +130,9 @@ def parse_request(args: Sequence[str]) -> ExportRequest:
 
 def check_output(output: Path, ckpt_path: Path, overwrite: bool) -> None:
     """Refuse an output that would clobber something (a file without ``--overwrite``, a folder, the checkpoint)."""
-    if str(output) == "" or output.name in ("", ".", ".."):
-        raise UserInputError(f"--output {str(output)!r}: give a file name (e.g. model.onnx)")
-    if output.is_dir():
-        raise UserInputError(f"--output {output}: is a folder; give a file name inside it")
     if output.exists() and ckpt_path.exists() and output.resolve() == ckpt_path.resolve():
         raise UserInputError(f"--output {output}: is the checkpoint itself; choose another file")
-    if output.exists() and not overwrite:
-        raise UserInputError(f"--output {output}: already exists (pass --overwrite to replace it)")
-    if not output.parent.is_dir():
-        raise UserInputError(f"--output {output}: folder {output.parent} does not exist")
-
-
-def load_classifier(ckpt_path: Path) -> BiGRUClassifier:
-    """Load a :class:`BiGRUClassifier` from a checkpoint with ``weights_only=True`` (no pickled code runs).
-
-    Every way the file can be wrong (missing, empty, truncated, not a checkpoint, holding Python
-    objects, from another model) raises :class:`UserInputError` naming ``--ckpt_path``.
-    """
-    name = f"--ckpt_path {ckpt_path}"
-    if not ckpt_path.exists():
-        raise UserInputError(f"{name}: no such file")
-    if not ckpt_path.is_file():
-        raise UserInputError(f"{name}: not a file (give a .ckpt written by scripts/fit.py)")
-    try:
-        data = ckpt_path.read_bytes()
-    except OSError as error:
-        raise UserInputError(f"{name}: cannot be read ({error.strerror or error})") from error
-    if not data:
-        raise UserInputError(f"{name}: the file is empty (give a .ckpt written by scripts/fit.py)")
-    checkpoint = _safe_load(data, name)
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise UserInputError(
-            f"{name}: not a Lightning checkpoint (no state_dict); give a .ckpt written by scripts/fit.py"
-        )
-    if not isinstance(checkpoint.get("hyper_parameters"), dict):
-        raise UserInputError(f"{name}: incompatible checkpoint: no hyper-parameters of a BiGRUClassifier")
-    from bigru_lightning.module import BiGRUClassifier  # Lightning: imported only for a plausible checkpoint
-
-    try:
-        classifier = BiGRUClassifier.load_from_checkpoint(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as error:  # any failure here means the checkpoint does not describe this model
-        detail = " ".join(str(error).split())
-        raise UserInputError(
-            f"{name}: incompatible checkpoint (not a BiGRUClassifier of this version): {detail[:300]}"
-        ) from None
-    return classifier.eval()
-
-
-def _safe_load(data: bytes, name: str) -> Any:
-    import torch
-
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Unsupported global" in str(error) or "Unsupported operand" in str(error):
-            raise UserInputError(
-                f"{name}: refused: the file holds Python objects that safe loading (weights_only=True) does not run"
-            ) from None
-        raise UserInputError(f"{name}: not a PyTorch checkpoint (unreadable pickle data)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
-        if "zip archive" in str(error) or isinstance(error, (EOFError, zipfile.BadZipFile)):
-            raise UserInputError(
-                f"{name}: truncated or corrupted checkpoint (the file ends early or is damaged)"
-            ) from None
-        raise UserInputError(
-            f"{name}: not a readable PyTorch checkpoint ({' '.join(str(error).split())[:200]})"
-        ) from None
-    except Exception:  # torch.load's other failures (KeyError, ValueError, ...) on foreign bytes
-        raise UserInputError(f"{name}: not a PyTorch checkpoint (give a .ckpt written by scripts/fit.py)") from None
+    app.check_output(output, overwrite)
 
 
 def export_onnx(model: ExportableClassifier, path: Path, *, with_lengths: bool, exporter: str = "dynamo") -> None:
@@ -393,10 +315,7 @@ def export(request: ExportRequest) -> str:
     from bigru_lightning.model import ExportableClassifier
 
     model = ExportableClassifier(classifier)
-    handle, temp_name = tempfile.mkstemp(dir=request.output.parent, prefix=f".{request.output.name}.", suffix=".part")
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
+    with atomic_output(request.output, overwrite=request.overwrite) as temp:
         if request.format == "onnx":
             exporter = request.onnx_exporter
             blocker = model.dynamo_onnx_blocker()
@@ -418,38 +337,12 @@ def export(request: ExportRequest) -> str:
                     f"the exported model differs from PyTorch by {difference:.3g} (above {CHECK_TOLERANCE:g}); "
                     f"nothing written{hint}"
                 )
-        _set_default_mode(temp)
-        _put_in_place(temp, request.output, request.overwrite)
-    finally:
-        temp.unlink(missing_ok=True)
     inputs = f"x (batch, time, {model.input_size}) float32"
     if request.format == "torchscript":
         inputs += " and optional lengths (batch,) int64"
     elif request.lengths:
         inputs += " and lengths (batch,) int64"
     return f"wrote {request.output} ({request.format}): {inputs} -> probabilities (batch, {model.num_classes})"
-
-
-def _put_in_place(temp: Path, output: Path, overwrite: bool) -> None:
-    """Rename ``temp`` to ``output``; without ``overwrite`` never replace a file that appeared meanwhile."""
-    if overwrite:
-        os.replace(temp, output)
-        return
-    try:
-        os.link(temp, output)  # atomic: fails if output exists
-    except FileExistsError:
-        raise UserInputError(f"--output {output}: already exists (pass --overwrite to replace it)") from None
-    except OSError:  # file systems without hard links
-        if output.exists():
-            raise UserInputError(f"--output {output}: already exists (pass --overwrite to replace it)") from None
-        os.replace(temp, output)
-
-
-def _set_default_mode(path: Path) -> None:
-    """Give the temporary file (created private) the mode a plainly created file would have."""
-    mask = os.umask(0)
-    os.umask(mask)
-    path.chmod(0o666 & ~mask)
 
 
 def _require_onnx(request: ExportRequest) -> None:
@@ -468,11 +361,4 @@ def _require_onnx(request: ExportRequest) -> None:
 def main(args: Sequence[str] | None = None) -> None:
     """Run ``scripts/export.py`` on ``args`` (default ``sys.argv[1:]``); user mistakes exit 2 with one line."""
     argv = sys.argv[1:] if args is None else list(args)
-    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    try:
-        print(export(parse_request(argv)))
-    except (UserInputError, ExportCheckError) as error:
-        if debug:
-            raise
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(error, UserInputError) else 1) from None
+    print(run_command(lambda: export(parse_request(argv)), {ExportCheckError: 1}))

@@ -13,9 +13,9 @@ from conftest import REPO, script_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bigru_lightning.cli import main
-from bigru_lightning.figures import CONFUSION_TAG, ROC_TAG, normalise_rows, read_confusion_json
-from bigru_lightning.plots import curve_figure, read_epoch_curves
-from bigru_lightning.plots import main as plot_main
+from bigru_lightning.figures.drawing import CONFUSION_TAG, ROC_TAG, normalise_rows, read_confusion_json
+from bigru_lightning.figures.plot_command import curve_figure, read_epoch_curves
+from bigru_lightning.figures.plot_command import main as plot_main
 
 EPOCHS = 3
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import REPO, script_env
 
+from bigru_lightning import predict as predict_module
 from bigru_lightning.cli import main as fit_main
 from bigru_lightning.data import TensorBatcher, read_sequences
 from bigru_lightning.module import BiGRUClassifier
@@ -190,13 +191,13 @@ def _bad_ckpt(kind: str, folder: Path, trained: Path) -> Path:
 
 
 CKPT_ERRORS = {
-    "missing": "no such checkpoint file",
+    "missing": "no such file",
     "empty": "the file is empty",
     "truncated": "not a PyTorch checkpoint, or truncated",
     "text": "not a PyTorch checkpoint",
     "plain_pickle": "not a PyTorch checkpoint",
     "state_dict_only": "not a Lightning checkpoint (no state_dict)",
-    "incompatible": "from an incompatible model",
+    "incompatible": "incompatible checkpoint",
 }
 
 
@@ -255,3 +256,81 @@ def test_predict_script_exits_2_without_traceback(trained: Path, tmp_path: Path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: --output p.csv: already exists")
     assert (tmp_path / "p.csv").read_text() == "mine\n"
+
+
+def test_parquet_output_has_the_same_rows_as_the_csv(trained: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    new = _write_long_csv(tmp_path / "new.csv", 7, seed=8, labels=False)
+    predict_main(["--ckpt_path", str(trained), "--input", str(new), "--output", str(tmp_path / "p.csv")])
+    predict_main(["--ckpt_path", str(trained), "--input", str(new), "--output", str(tmp_path / "p.parquet")])
+    header, rows = _read_rows(tmp_path / "p.csv")
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert table.column_names == header
+    assert table.column("sequence_id").to_pylist() == [row[0] for row in rows]
+    assert table.column("predicted_label").to_pylist() == [row[1] for row in rows]
+    for k, name in enumerate(header[2:]):
+        np.testing.assert_allclose(table.column(name).to_numpy(), [float(row[2 + k]) for row in rows], atol=1e-7)
+
+
+def test_rows_are_written_batch_by_batch(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Memory stays bounded: each batch goes to the file when it is predicted, not all at the end."""
+    blocks: list[int] = []
+    real_write = predict_module.CsvSink.write
+
+    def recording_write(self: predict_module.CsvSink, ids: list[str], predicted: list[str], probs: np.ndarray) -> None:
+        blocks.append(len(ids))
+        real_write(self, ids, predicted, probs)
+
+    monkeypatch.setattr(predict_module.CsvSink, "write", recording_write)
+    new = _write_long_csv(tmp_path / "new.csv", 10, seed=9, labels=False)
+    output = tmp_path / "p.csv"
+    predict_main(["--ckpt_path", str(trained), "--input", str(new), "--output", str(output), "--batch_size", "4"])
+    assert blocks == [4, 4, 2]
+    assert capsys.readouterr().out.strip() == f"Wrote 10 predictions to {output}"
+
+
+@pytest.mark.parametrize("accelerator", ["gpux", *([] if torch.cuda.is_available() else ["gpu"])])
+def test_unknown_or_missing_accelerator_is_a_one_line_error(
+    accelerator: str, trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new = _write_long_csv(tmp_path / "new.csv", 2, seed=10, labels=False)
+    with pytest.raises(SystemExit) as caught:
+        predict_main(
+            [
+                "--ckpt_path",
+                str(trained),
+                "--input",
+                str(new),
+                "--output",
+                str(tmp_path / "o.csv"),
+                "--accelerator",
+                "gpux",
+            ]
+        )
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --accelerator {accelerator}") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_two_processes_write_the_same_file_as_one(trained: Path, tmp_path: Path) -> None:
+    """--devices 2 (DDP, here on CPU): each rank predicts its share, the output keeps the input's order."""
+    new = _write_long_csv(tmp_path / "new.csv", 11, seed=11, labels=False)
+    base = [sys.executable, str(REPO / "scripts/predict.py"), "--ckpt_path", str(trained), "--input", str(new)]
+    for name, extra in (("one.csv", []), ("two.csv", ["--devices", "2"])):
+        result = subprocess.run(
+            [*base, "--output", name, "--accelerator", "cpu", "--batch_size", "3", *extra],
+            cwd=tmp_path,
+            env=script_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.count("Wrote 11 predictions") == 1, result.stdout
+    one, two = (tmp_path / "one.csv").read_text(), (tmp_path / "two.csv").read_text()
+    assert two == one
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no part or temporary file

@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from bigru_lightning.figures import (
+from bigru_lightning.figures.drawing import (
     CONFUSION_FILE,
     CONFUSION_TAG,
     ROC_TAG,

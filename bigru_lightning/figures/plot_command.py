@@ -2,20 +2,19 @@
 
 The curves come from the run's TensorBoard event files (read with tensorboard's ``EventAccumulator``),
 one point per epoch for ``train/*`` and ``val/*``; the confusion matrix from ``confusion_matrix.json``,
-which the test stage writes beside them (:mod:`bigru_lightning.figures`).
+which the test stage writes beside them (:mod:`bigru_lightning.figures.callback`).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bigru_lightning.app import OptionParser, run_command
 from bigru_lightning.errors import UserInputError
-from bigru_lightning.figures import CONFUSION_FILE, confusion_figure, new_figure, read_confusion_json
+from bigru_lightning.figures.drawing import CONFUSION_FILE, confusion_figure, new_figure, read_confusion_json
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -102,17 +101,15 @@ def write_plots(run_dir: Path, output: Path) -> list[Path]:
 
 def main(args: Sequence[str] | None = None) -> list[Path]:
     """Parse ``args`` (default: ``sys.argv[1:]``), write the PNG files and print their paths."""
-    parser = argparse.ArgumentParser(prog="plot.py", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = OptionParser(prog="plot.py", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("run_dir", type=Path, help="a run folder, e.g. lightning_logs/version_0")
     parser.add_argument("--output", type=Path, default=None, help="folder for the PNG files (default: RUN_DIR)")
-    namespace = parser.parse_args(args)
-    try:
-        written = write_plots(namespace.run_dir, namespace.output or namespace.run_dir)
-    except (UserInputError, OSError) as error:
-        if os.environ.get("BIGRU_DEBUG", "") not in ("", "0"):
-            raise
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        raise SystemExit(2) from None
+
+    def plot() -> list[Path]:
+        namespace = parser.parse_args(args)
+        return write_plots(namespace.run_dir, namespace.output or namespace.run_dir)
+
+    written = run_command(plot, {OSError: 2})
     for path in written:
         print(path)
     return written

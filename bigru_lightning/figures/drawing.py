@@ -1,6 +1,6 @@
 """Figures drawn with matplotlib (Agg canvas, no pyplot): a row-normalised confusion matrix and ROC curves.
 
-Used at test time by :class:`bigru_lightning.figure_logger.TestFigureLogger` (images in TensorBoard)
+Used at test time by :class:`bigru_lightning.figures.callback.TestFigureLogger` (images in TensorBoard)
 and by ``scripts/plot.py`` (PNG files). matplotlib is imported only when a figure is drawn; this module
 imports neither torch nor Lightning, so ``scripts/plot.py`` starts quickly.
 """
