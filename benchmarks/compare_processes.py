@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -52,22 +53,33 @@ class ProcessRun:
     peak_mib: float
 
 
+# A small launcher between this (large) process and the command: a child's peak RSS starts at the RSS it
+# inherits at fork time, so the command is forked from the launcher, which reports the command's own peak.
+LAUNCHER = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(code)"
+)
+
+
 def run_once(command: str, env: dict[str, str] | None = None) -> ProcessRun:
     """Run ``command`` in a fresh temporary folder; its wall and CPU seconds and its peak RSS."""
     with tempfile.TemporaryDirectory(prefix="bigru-proc-") as folder:
+        peak_file = Path(folder) / ".peak_rss_kib"
+        launcher = [sys.executable, "-S", "-c", LAUNCHER, str(peak_file)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         process = subprocess.Popen(
-            shlex.split(command), cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+            [*launcher, *shlex.split(command)], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
         )
-        _, status, usage = os.wait4(process.pid, 0)
+        _, error_bytes = process.communicate()
         wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        error = process.stderr.read().decode(errors="replace") if process.stderr else ""
-        if process.stderr:
-            process.stderr.close()
+        peak_kib = int(peak_file.read_text()) if peak_file.exists() else 0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the launcher's and the command's CPU seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if process.returncode != 0:
+        error = error_bytes.decode(errors="replace")
         raise RuntimeError(f"{command!r} exited with {process.returncode}:\n{error[-2000:]}")
-    return ProcessRun(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)  # ru_maxrss: KiB on Linux
+    return ProcessRun(wall, cpu, peak_kib / 1024)  # ru_maxrss: KiB on Linux
 
 
 def compare(a: str, b: str, rounds: int, log: Any = print) -> dict[str, Any]:
@@ -104,9 +116,7 @@ def format_report(result: dict[str, Any]) -> str:
 
     def text(key: str, digits: int = 2) -> str:
         value = result[key]
-        return Summary(value["median"], value["low"], value["high"], value["rounds"], value["trusted"]).describe(
-            digits
-        )
+        return Summary(value["median"], value["low"], value["high"], value["rounds"], value["trusted"]).describe(digits)
 
     lines = [
         f"A: {result['a']}",

@@ -528,9 +528,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
 
 
 def _summary(value: dict[str, Any], digits: int = 3) -> str:
-    return Summary(
-        value["median"], value["low"], value["high"], value["rounds"], value["trusted"]
-    ).describe(digits)
+    return Summary(value["median"], value["low"], value["high"], value["rounds"], value["trusted"]).describe(digits)
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -543,7 +541,8 @@ def format_report(result: dict[str, Any]) -> str:
         f"{cfg['seq_len']}x1, batch {cfg['batch_size']}, hidden {cfg['hidden_size']}, {cfg['epochs']} epochs, "
         f"{result['torch_threads']} threads, load average {result['load_average'][0]:.1f}; "
         f"medians of {cfg['rounds']} interleaved rounds after a warm-up of each contestant",
-        "same work: " + "; ".join(
+        "same work: "
+        + "; ".join(
             f"{name} {w['train_samples']:,} samples, {w['steps']} steps, val {w['val_samples']:,}, "
             f"last losses {w['train_losses'][-1]:.4f}/{w['val_losses'][-1]:.4f}"
             for name, w in result["work"].items()

@@ -55,7 +55,9 @@ def test_model_option_rows_cover_what_the_model_takes(in_tmp: Path) -> None:
     options, skipped = available_model_options()
     assert "BiGRU final_state (default)" in options and "pooling mean" in options
     assert set(options).isdisjoint(skipped)
-    cfg = BenchConfig(hidden_size=4, rounds=1, model_samples=600, models=["BiGRU final_state (default)", "pooling mean"])
+    cfg = BenchConfig(
+        hidden_size=4, rounds=1, model_samples=600, models=["BiGRU final_state (default)", "pooling mean"]
+    )
     rounds, _ = model_rounds(cfg)
     assert len(rounds) == 1 and set(rounds[0]) == {"BiGRU final_state (default)", "pooling mean"}
     assert all(value > 0 for value in rounds[0].values())
