@@ -52,9 +52,12 @@ class Summary:
         """``(high - low) / median`` (infinite for a zero median)."""
         return (self.high - self.low) / abs(self.median) if self.median else float("inf")
 
-    def describe(self, digits: int = 3) -> str:
+    def describe(self, digits: int = 3, unit: str = "") -> str:
         """``1.012 (range 0.950-1.050, 5 rounds)``, plus a warning when the median is not to be trusted."""
-        text = f"{self.median:.{digits}f} (range {self.low:.{digits}f}-{self.high:.{digits}f}, {self.rounds} rounds)"
+        text = (
+            f"{self.median:,.{digits}f}{unit} (range {self.low:,.{digits}f}-{self.high:,.{digits}f}, "
+            f"{self.rounds} rounds)"
+        )
         if self.rounds < MIN_ROUNDS:
             text += f"  [fewer than {MIN_ROUNDS} rounds: do not trust the median]"
         elif not self.trusted:

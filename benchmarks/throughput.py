@@ -527,8 +527,10 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
     return result
 
 
-def _summary(value: dict[str, Any], digits: int = 3) -> str:
-    return Summary(value["median"], value["low"], value["high"], value["rounds"], value["trusted"]).describe(digits)
+def _summary(value: dict[str, Any], digits: int = 3, unit: str = "") -> str:
+    return Summary(value["median"], value["low"], value["high"], value["rounds"], value["trusted"]).describe(
+        digits, unit
+    )
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -547,11 +549,11 @@ def format_report(result: dict[str, Any]) -> str:
             f"last losses {w['train_losses'][-1]:.4f}/{w['val_losses'][-1]:.4f}"
             for name, w in result["work"].items()
         ),
-        f"  (a) plain PyTorch loop:        {_summary(sps['plain'], 0)} samples/s",
-        f"  (b) project Trainer path:      {_summary(sps['lightning'], 0)} samples/s",
-        f"  (c) Lightning + DataLoader:    {_summary(sps['lightning_dataloader'], 0)} samples/s",
-        f"  (d) TensorBatcher alone:       {_summary(loaders['batcher'], 0)} samples/s",
-        f"      DataLoader(TensorDataset): {_summary(loaders['dataloader'], 0)} samples/s",
+        f"  (a) plain PyTorch loop:        {_summary(sps['plain'], 0, ' samples/s')}",
+        f"  (b) project Trainer path:      {_summary(sps['lightning'], 0, ' samples/s')}",
+        f"  (c) Lightning + DataLoader:    {_summary(sps['lightning_dataloader'], 0, ' samples/s')}",
+        f"  (d) TensorBatcher alone:       {_summary(loaders['batcher'], 0, ' samples/s')}",
+        f"      DataLoader(TensorDataset): {_summary(loaders['dataloader'], 0, ' samples/s')}",
         f"lightning_vs_plain      {_summary(result['lightning_vs_plain'])}",
         f"lightning_vs_dataloader {_summary(result['lightning_vs_dataloader'])}",
         f"loader_vs_dataloader    {_summary(result['loader_vs_dataloader'], 1)}",
@@ -560,9 +562,8 @@ def format_report(result: dict[str, Any]) -> str:
     if result["models"]:
         lines.append(f"model options, training samples/s through the Trainer at batch {MODEL_BATCH_SIZE}:")
         for label, row in result["models"].items():
-            lines.append(
-                f"  {label:<32} {_summary(row['samples_per_s'], 0)}; vs default {row['vs_default']['median']:.2f}"
-            )
+            speed = _summary(row["samples_per_s"], 0, " samples/s")
+            lines.append(f"  {label:<32} {speed}; vs default {row['vs_default']['median']:.2f}")
     if result["models_skipped"]:
         lines.append("model options not in this build (skipped): " + ", ".join(result["models_skipped"]))
     return "\n".join(lines)
