@@ -18,7 +18,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   echo "## GPU tests"
   "$PYTHON" -m pytest tests/test_gpu.py -q -rs 2>&1 | tail -n 15
   echo "## host syncs per training step (torch.profiler, bf16-mixed, batch 4096)"
-  "$PYTHON" benchmarks/profile_steps.py --accelerator gpu --precision bf16-mixed --batch_size 4096 --steps 50
+  "$PYTHON" benchmarks/profile_steps.py --accelerator gpu --precision bf16-mixed --batch_size 4096 \
+    --samples_per_class 500000 --warmup 20 --steps 50
   for precision in 32-true bf16-mixed; do
     for batch in 256 4096; do
       echo "## throughput --accelerator gpu --precision $precision --batch_size $batch --rounds $ROUNDS"

@@ -117,3 +117,35 @@ def test_benchmark_refuses_a_missing_gpu_in_one_line(capsys: pytest.CaptureFixtu
         main(["--accelerator", "gpu", *TINY])
     assert exit_info.value.code == 2
     assert "--accelerator gpu" in capsys.readouterr().err
+
+
+def test_spy_breakdown_puts_each_sample_in_its_first_phase() -> None:
+    from benchmarks.spy_breakdown import breakdown
+
+    lines = [
+        "<module> (fit.py:3);_find_and_load (<frozen importlib._bootstrap>:1176) 7",
+        "run (cli.py:1);training_step (module.py:9);_find_and_load (<frozen importlib._bootstrap>:1) 2",
+        "fit (lightning/pytorch/trainer/trainer.py:5);step (torch/optim/adam.py:1);training_step (module.py:9) 3",
+        "fit (lightning/pytorch/trainer/trainer.py:5);step (torch/optim/adam.py:1);_single_tensor_adam (a.py:2) 4",
+        "bayes_accuracy (gaussian_datamodule.py:1) 1",
+        "something (else.py:1) 5",
+        "not a sample line",
+    ]
+    counts = breakdown(lines)
+    assert counts == {
+        "imports": 9,  # a lazy import inside a step is still import cost
+        "training: forward, loss, metrics": 3,
+        "training: optimizer step": 4,
+        "Bayes oracle": 1,
+        "other": 5,
+    }
+
+
+def test_step_profiler_reports_time_and_host_syncs_per_step(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.profile_steps import main as profile_main
+
+    profile_main(["--samples_per_class", "200", "--batch_size", "16", "--warmup", "2", "--steps", "3", "--rows", "5"])
+    out = capsys.readouterr().out
+    assert "self CPU time per step:" in out and "over 3 steps" in out
+    assert "aten::mm" in out or "aten::addmm" in out  # the GRU's math is what a step spends its time on
+    assert list(in_tmp.iterdir()) == []
