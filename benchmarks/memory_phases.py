@@ -71,7 +71,7 @@ def main(argv: list[str]) -> None:
 
     def make_cli_with_phases(args: Any) -> Any:
         cli = make_cli(args)
-        cli.trainer.callbacks.insert(0, Phases())
+        cli.trainer.callbacks.insert(0, Phases())  # type: ignore[attr-defined]
         report("CLI built")
         return cli
 

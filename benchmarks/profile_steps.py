@@ -63,7 +63,7 @@ def profile_steps(argv: Sequence[str], warmup: int, steps: int) -> tuple[Any, in
             cli = make_cli(list(argv))
             cli.datamodule.setup("fit")
             hand_data_facts_to_model(cli.datamodule, cli.model)
-            cli.trainer.callbacks.append(window)
+            cli.trainer.callbacks.append(window)  # type: ignore[attr-defined]
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         finally:
             os.chdir(previous)

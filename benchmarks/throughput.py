@@ -319,7 +319,7 @@ def run_lightning(cfg: BenchConfig, dataloader: bool = False, model_args: Sequen
         hand_data_facts_to_model(dm, cli.model)
         trainer = cli.trainer
         recorder = _work_recorder()
-        trainer.callbacks.append(recorder)
+        trainer.callbacks.append(recorder)  # type: ignore[attr-defined]
         fit_kwargs: dict[str, Any] = {"datamodule": dm}
         if dataloader:
             assert dm.train_split is not None and dm.val_split is not None
