@@ -4,7 +4,7 @@
     python benchmarks/compare_processes.py --preset scaled --rounds 5     # 100,000 per class, batch 256, 3 epochs
     python benchmarks/compare_processes.py --a "python x.py" --b "python y.py" --rounds 5
 
-Each command first runs once untimed (warm-up: the page cache, Python's bytecode cache), then the pair
+Each command first runs ``--warmup`` times untimed (default once; warm-up: the page cache, Python's bytecode cache), then the pair
 runs ``--rounds`` times in alternating order (A B, B A, ...), each run in a fresh temporary folder with
 its output discarded. Per run: wall seconds, CPU seconds (user + sys) and peak resident memory (the
 child's own ``ru_maxrss``). The ratios B/A are taken within each round; their median and range are
@@ -82,13 +82,14 @@ def run_once(command: str, env: dict[str, str] | None = None) -> ProcessRun:
     return ProcessRun(wall, cpu, peak_kib / 1024)  # ru_maxrss: KiB on Linux
 
 
-def compare(a: str, b: str, rounds: int, log: Any = print) -> dict[str, Any]:
-    """Warm up both commands, run ``rounds`` interleaved rounds, and summarise each quantity and ratio."""
+def compare(a: str, b: str, rounds: int, log: Any = print, warmup: int = 1) -> dict[str, Any]:
+    """Run each command ``warmup`` times untimed, then ``rounds`` interleaved rounds; summarise each quantity."""
     env = dict(os.environ)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     commands = {"a": a, "b": b}
-    for command in commands.values():
-        run_once(command, env)
+    for _ in range(warmup):
+        for command in commands.values():
+            run_once(command, env)
     runs: dict[str, list[ProcessRun]] = {"a": [], "b": []}
     for index in range(rounds):
         for key in rotated(["a", "b"], index):
@@ -101,7 +102,7 @@ def compare(a: str, b: str, rounds: int, log: Any = print) -> dict[str, Any]:
                 for key in ("a", "b")
             )
         )
-    result: dict[str, Any] = {"a": a, "b": b, "rounds": rounds, "load_average": os.getloadavg()}
+    result: dict[str, Any] = {"a": a, "b": b, "rounds": rounds, "warmup": warmup, "load_average": os.getloadavg()}
     for what in ("wall_s", "cpu_s", "peak_mib"):
         for key in ("a", "b"):
             result[f"{key}_{what}"] = summarise([getattr(run, what) for run in runs[key]]).as_dict()
@@ -121,7 +122,7 @@ def format_report(result: dict[str, Any]) -> str:
     lines = [
         f"A: {result['a']}",
         f"B: {result['b']}",
-        f"{result['rounds']} interleaved rounds after one warm-up run each; load average "
+        f"{result['rounds']} interleaved rounds after {result['warmup']} warm-up run(s) each; load average "
         f"{result['load_average'][0]:.1f} at the end",
     ]
     for what, unit in (("wall_s", "s wall"), ("cpu_s", "s cpu"), ("peak_mib", " MiB peak RSS")):
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--a", help="reference command")
     parser.add_argument("--b", help="command compared with it")
     parser.add_argument("--rounds", "--runs", type=int, default=5, help="interleaved rounds (>= 5 to trust a median)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each command first")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     options = parser.parse_args(argv)
     if options.preset:
@@ -148,9 +150,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         a, b = options.a, options.b
     else:
         parser.error("give --preset or both --a and --b")
-    if options.rounds < 1:
-        parser.error(f"--rounds must be >= 1; got {options.rounds}")
-    result = compare(a, b, options.rounds, log=(lambda _line: None) if options.json else print)
+    if options.rounds < 1 or options.warmup < 0:
+        parser.error(f"--rounds must be >= 1 and --warmup >= 0; got {options.rounds} and {options.warmup}")
+    result = compare(a, b, options.rounds, log=(lambda _line: None) if options.json else print, warmup=options.warmup)
     print(json.dumps(result) if options.json else format_report(result), flush=True)
     return result
 
