@@ -5,10 +5,11 @@
     python benchmarks/compare_processes.py --a "python x.py" --b "python y.py" --rounds 5
 
 Each command first runs ``--warmup`` times untimed (default once: the page cache, Python's bytecode
-cache), then the pair runs ``--rounds`` times in alternating order (A B, B A, ...), each run in a
-fresh temporary folder with its output discarded. Per run: wall seconds, CPU seconds (user + sys) and peak resident memory (the
-child's own ``ru_maxrss``). The ratios B/A are taken within each round; their median and range are
-printed, with a warning when the range is too wide to trust the median (``benchmarks/rounds.py``).
+cache). Then the pair runs ``--rounds`` times in alternating order (A B, B A, ...), each run in a
+fresh temporary folder with its output discarded. Per run: wall seconds, CPU seconds (user + sys)
+and peak resident memory (the command's own ``ru_maxrss``). The ratios B/A are taken within each
+round; their median and range are printed, with a warning when the range is too wide to trust the
+median (``benchmarks/rounds.py``).
 """
 
 from __future__ import annotations
