@@ -12,11 +12,12 @@ from torch.nn import functional
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
-    MulticlassAUROC,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassROC,
 )
+from torchmetrics.functional.classification import multiclass_auroc
+from torchmetrics.utilities import dim_zero_cat
 
 from bigru_lightning.errors import UserInputError
 from bigru_lightning.model import BiGRU, Pooling
@@ -72,6 +73,58 @@ class MicroAccuracy(Metric):
     def compute(self) -> torch.Tensor:
         """Accuracy so far."""
         return self.correct.to(torch.float32) / self.total
+
+
+class ExactAUROC(Metric):
+    """Macro one-vs-rest AUROC over every prediction, the same value as ``MulticlassAUROC(thresholds=None)``.
+
+    ``MulticlassAUROC`` keeps one small tensor per batch; over thousands of test batches those
+    long-lived blocks sit between each step's freed temporaries, so the heap cannot shrink (about
+    +70 MiB over a 200,000-sequence test). Here the predictions are written into a few large blocks
+    that double in size, and the list states hold views into them (gathered as usual under DDP).
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.add_state("preds", default=[], dist_reduce_fx="cat")
+        self.add_state("target", default=[], dist_reduce_fx="cat")
+        self.preds: list[torch.Tensor]
+        self.target: list[torch.Tensor]
+        self._blocks: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._filled = 0
+
+    def update(self, probabilities: torch.Tensor, target: torch.Tensor) -> None:
+        """Keep the batch's class probabilities (batch, classes) and targets (batch,)."""
+        size = int(target.shape[0])
+        if self._blocks is None or self._filled + size > self._blocks[1].shape[0]:
+            capacity = max(64 * size, 2 * (self._blocks[1].shape[0] if self._blocks is not None else 0))
+            self._blocks = (
+                probabilities.new_empty((capacity, probabilities.shape[-1])),
+                target.new_empty((capacity,)),
+            )
+            self._filled = 0
+        preds_block, target_block = self._blocks
+        stop = self._filled + size
+        preds_block[self._filled : stop] = probabilities.detach()
+        target_block[self._filled : stop] = target
+        self.preds.append(preds_block[self._filled : stop])
+        self.target.append(target_block[self._filled : stop])
+        self._filled = stop
+
+    def compute(self) -> torch.Tensor:
+        """Macro AUROC of everything seen since the last reset."""
+        return multiclass_auroc(
+            dim_zero_cat(self.preds), dim_zero_cat(self.target), self.num_classes, average="macro", validate_args=False
+        )
+
+    def reset(self) -> None:
+        """Forget the predictions and their blocks."""
+        super().reset()
+        self._blocks = None
+        self._filled = 0
 
 
 class BiGRUClassifier(pl.LightningModule):
@@ -171,7 +224,7 @@ class BiGRUClassifier(pl.LightningModule):
         metrics: dict[str, Metric | MetricCollection] = {
             "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
             "f1": MulticlassF1Score(num_classes, average="macro", validate_args=False),
-            "auroc": MulticlassAUROC(num_classes, average="macro", validate_args=False),
+            "auroc": ExactAUROC(num_classes),
         }
         return MetricCollection(metrics, prefix=f"{stage}/")
 

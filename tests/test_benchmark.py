@@ -1,27 +1,113 @@
-"""scripts/benchmark.py at tiny sizes: it runs every variant and reports the ratios (no timing asserted)."""
+"""The benchmarks at tiny sizes: same work checked, interleaved rounds summarised honestly (no timing asserted)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from bigru_lightning.benchmark import main
+from benchmarks.compare_processes import compare, run_once
+from benchmarks.rounds import MIN_ROUNDS, rotated, summarise
+from benchmarks.throughput import (
+    BenchConfig,
+    RunRecord,
+    available_model_options,
+    main,
+    model_rounds,
+    same_work_problems,
+)
 
-TINY = ["--num_samples", "400", "--batch_size", "64", "--hidden_size", "4", "--epochs", "1", "--repeats", "1"]
+TINY = ["--num_samples", "400", "--batch_size", "64", "--hidden_size", "4", "--epochs", "2", "--rounds", "2"]
 
 
-def test_benchmark_json_has_the_ratios(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["--json", *TINY])  # in-process: scripts/benchmark.py only calls this main
+def test_benchmark_json_reports_medians_and_the_same_work(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--json", *TINY, "--model_samples", "0"])
     result = json.loads(capsys.readouterr().out)  # the whole of stdout is one JSON object
     for key in ("lightning_vs_plain", "lightning_vs_dataloader", "loader_vs_dataloader"):
-        assert result[key] > 0
-    assert set(result["samples_per_s"]) == {"plain", "lightning", "lightning_dataloader"}
-    assert all(v > 0 for v in result["samples_per_s"].values())
-    assert result["train_samples_per_epoch"] == 320
+        summary = result[key]
+        assert summary["rounds"] == 2
+        assert summary["low"] <= summary["median"] <= summary["high"]
+        assert summary["median"] > 0
+        assert summary["trusted"] is False  # 2 rounds are fewer than MIN_ROUNDS
+    work = result["work"]
+    assert set(work) == {"plain", "lightning", "lightning_dataloader"}
+    for record in work.values():  # 320 training sequences (80% of 400), batch 64: 5 steps per epoch
+        assert record["train_samples"] == 2 * 320
+        assert record["steps"] == 2 * 5
+        assert record["val_samples"] == 80
+        assert len(record["train_losses"]) == len(record["val_losses"]) == 2
+    # The plain loop sees the batcher's batches in the batcher's order: its losses match the Trainer's.
+    assert work["plain"]["train_losses"] == pytest.approx(work["lightning"]["train_losses"], rel=1e-3)
     assert list(in_tmp.iterdir()) == []  # the Trainer's logs went to a temporary folder
+
+
+def test_benchmark_report_says_when_not_to_trust(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main([*TINY, "--model_samples", "0"])
+    report = capsys.readouterr().out
+    assert f"fewer than {MIN_ROUNDS} rounds: do not trust the median" in report
+    assert "lightning_vs_plain" in report and "same work:" in report
+
+
+def test_model_option_rows_cover_what_the_model_takes(in_tmp: Path) -> None:
+    options, skipped = available_model_options()
+    assert "BiGRU final_state (default)" in options and "pooling mean" in options
+    assert set(options).isdisjoint(skipped)
+    cfg = BenchConfig(
+        hidden_size=4, rounds=1, model_samples=600, models=["BiGRU final_state (default)", "pooling mean"]
+    )
+    rounds, _ = model_rounds(cfg)
+    assert len(rounds) == 1 and set(rounds[0]) == {"BiGRU final_state (default)", "pooling mean"}
+    assert all(value > 0 for value in rounds[0].values())
+
+
+def _record(steps: int = 10, loss: float = 0.5) -> RunRecord:
+    return RunRecord(1.0, 1.0, 640, steps, 80, [0.6, loss], [0.5, loss])
+
+
+def test_same_work_check_catches_other_steps_and_losses() -> None:
+    assert same_work_problems({"plain": _record(), "lightning": _record(loss=0.2)}) == []
+    problems = same_work_problems({"plain": _record(), "lightning": _record(steps=9)})
+    assert problems == ["lightning steps 9 != plain 10"]
+    problems = same_work_problems({"plain": _record(), "lightning": _record(loss=0.01)})
+    assert len(problems) == 2 and "train_losses[1]" in problems[0] and "val_losses[1]" in problems[1]
+    assert same_work_problems({"plain": _record(), "lightning": _record(loss=float("nan"))})
+
+
+def test_summary_median_range_and_trust() -> None:
+    steady = summarise([1.00, 1.02, 0.99, 1.01, 1.03])
+    assert (steady.median, steady.low, steady.high, steady.rounds) == (1.01, 0.99, 1.03, 5)
+    assert steady.trusted and "too wide" not in steady.describe()
+    wide = summarise([0.8, 1.0, 1.1, 1.0, 1.2])
+    assert not wide.trusted and "too wide to trust the median" in wide.describe()
+    few = summarise([1.0, 1.0])
+    assert not few.trusted and "fewer than 5 rounds" in few.describe()
+    with pytest.raises(ValueError):
+        summarise([])
+
+
+def test_rotation_puts_each_contestant_in_each_position() -> None:
+    names = ["a", "b", "c"]
+    orders = [rotated(names, index) for index in range(3)]
+    assert orders == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]]
+    for position in range(3):
+        assert {order[position] for order in orders} == set(names)
+
+
+def test_process_comparison_measures_each_child_peak_memory() -> None:
+    small = f"{sys.executable} -c pass"
+    large = f"{sys.executable} -c 'b = bytearray(300 * 2**20); b[::4096] = bytes(len(b[::4096]))'"
+    assert run_once(large).peak_mib > 250 > run_once(small).peak_mib
+    result = compare(small, large, rounds=2, log=lambda _line: None)
+    assert result["b_over_a_peak_mib"]["median"] > 2
+    assert result["a_wall_s"]["rounds"] == 2
+
+
+def test_process_comparison_reports_a_failing_command() -> None:
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        run_once(f"{sys.executable} -c 'raise SystemExit(3)'")
 
 
 def test_benchmark_refuses_a_missing_gpu_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,3 +117,35 @@ def test_benchmark_refuses_a_missing_gpu_in_one_line(capsys: pytest.CaptureFixtu
         main(["--accelerator", "gpu", *TINY])
     assert exit_info.value.code == 2
     assert "--accelerator gpu" in capsys.readouterr().err
+
+
+def test_spy_breakdown_puts_each_sample_in_its_first_phase() -> None:
+    from benchmarks.spy_breakdown import breakdown
+
+    lines = [
+        "<module> (fit.py:3);_find_and_load (<frozen importlib._bootstrap>:1176) 7",
+        "run (cli.py:1);training_step (module.py:9);_find_and_load (<frozen importlib._bootstrap>:1) 2",
+        "fit (lightning/pytorch/trainer/trainer.py:5);step (torch/optim/adam.py:1);training_step (module.py:9) 3",
+        "fit (lightning/pytorch/trainer/trainer.py:5);step (torch/optim/adam.py:1);_single_tensor_adam (a.py:2) 4",
+        "bayes_accuracy (gaussian_datamodule.py:1) 1",
+        "something (else.py:1) 5",
+        "not a sample line",
+    ]
+    counts = breakdown(lines)
+    assert counts == {
+        "imports": 9,  # a lazy import inside a step is still import cost
+        "training: forward, loss, metrics": 3,
+        "training: optimizer step": 4,
+        "Bayes oracle": 1,
+        "other": 5,
+    }
+
+
+def test_step_profiler_reports_time_and_host_syncs_per_step(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.profile_steps import main as profile_main
+
+    profile_main(["--samples_per_class", "200", "--batch_size", "16", "--warmup", "2", "--steps", "3", "--rows", "5"])
+    out = capsys.readouterr().out
+    assert "self CPU time per step:" in out and "over 3 steps" in out
+    assert "aten::mm" in out or "aten::addmm" in out  # the GRU's math is what a step spends its time on
+    assert list(in_tmp.iterdir()) == []

@@ -154,3 +154,21 @@ def test_datamodule_full_batch_by_default_and_set_size() -> None:
     dm_small = GaussianDataModule(batch_size=32)
     dm_small.setup("fit")
     assert [len(b[1]) for b in dm_small.train_dataloader()] == [32, 32, 16]
+
+
+def test_each_split_comes_from_its_own_seed_stream() -> None:
+    # The pool (train + val) and the test set are drawn from independent children of the seed, so the
+    # order in which make_splits draws them (the pool is freed before the test set is drawn) changes no value.
+    dm = GaussianDataModule(samples_per_class=30, seed=7, phi=0.5)
+    dm.setup("fit")
+    assert dm.train_split is not None and dm.val_split is not None and dm.test_split is not None
+    pool_seq, test_seq = np.random.SeedSequence(7).spawn(2)
+    counts = dm.task.class_counts(60)
+    x_pool, _ = dm.task.sample(counts, dm.seq_len, np.random.default_rng(pool_seq))
+    x_test, y_test = dm.task.sample(counts, dm.seq_len, np.random.default_rng(test_seq))
+    assert torch.equal(dm.test_split.x, torch.from_numpy(x_test)) and torch.equal(
+        dm.test_split.y, torch.from_numpy(y_test)
+    )
+    pool_rows = {row.tobytes() for row in x_pool}
+    assert all(row.numpy().tobytes() in pool_rows for row in torch.cat([dm.train_split.x, dm.val_split.x]))
+    assert len(dm.train_split) + len(dm.val_split) == len(x_pool)

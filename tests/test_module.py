@@ -68,3 +68,22 @@ def test_label_smoothing_is_used_in_the_loss() -> None:
     expected = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.2)
     torch.testing.assert_close(smooth.training_step((x, y), 0), expected)
     assert not torch.allclose(plain.training_step((x, y), 0), expected)
+
+
+def test_exact_auroc_equals_torchmetrics_auroc_over_many_batches() -> None:
+    from torchmetrics.classification import MulticlassAUROC
+
+    from bigru_lightning.module import ExactAUROC
+
+    generator = torch.Generator().manual_seed(0)
+    ours, reference = ExactAUROC(3), MulticlassAUROC(3, average="macro", thresholds=None)
+    for _ in range(2):  # twice: reset must forget the first pass and its blocks
+        ours.reset()
+        reference.reset()
+        for size in [7] * 40 + [300, 5]:  # enough batches to outgrow the first block
+            probabilities = torch.rand(size, 3, generator=generator).softmax(dim=-1)
+            target = torch.randint(0, 3, (size,), generator=generator)
+            ours.update(probabilities, target)
+            reference.update(probabilities, target)
+        assert torch.allclose(ours.compute(), reference.compute(), atol=1e-6)
+    assert sum(len(t) for t in ours.target) == 40 * 7 + 305

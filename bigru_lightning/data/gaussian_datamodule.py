@@ -83,15 +83,13 @@ class GaussianDataModule(SequenceDataModule):
         train_idx, val_idx = train_test_split(
             np.arange(len(y)), test_size=self.val_fraction, random_state=self.seed, stratify=y
         )
-        test_counts = self.task.class_counts(self.test_samples_per_class * self.num_classes)
-        x_test, y_test = self.task.sample(test_counts, self.seq_len, np.random.default_rng(test_seq))
         x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
         train_i, val_i = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
-        return (
-            SequenceSplit(x_t[train_i], y_t[train_i]),
-            SequenceSplit(x_t[val_i], y_t[val_i]),
-            SequenceSplit(torch.from_numpy(x_test), torch.from_numpy(y_test)),
-        )
+        train, val = SequenceSplit(x_t[train_i], y_t[train_i]), SequenceSplit(x_t[val_i], y_t[val_i])
+        del x, y, x_t, y_t  # the pool is split: free it before the test set is drawn (lower peak memory)
+        test_counts = self.task.class_counts(self.test_samples_per_class * self.num_classes)
+        x_test, y_test = self.task.sample(test_counts, self.seq_len, np.random.default_rng(test_seq))
+        return train, val, SequenceSplit(torch.from_numpy(x_test), torch.from_numpy(y_test))
 
     def bayes_accuracy(self) -> float:
         """Accuracy of the exact likelihood classifier (true parameters and priors) on the test split."""

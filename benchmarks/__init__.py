@@ -1,0 +1,1 @@
+"""Benchmark and comparison scripts (never imported by the package)."""
