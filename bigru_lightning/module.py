@@ -24,6 +24,7 @@ from bigru_lightning.model import BiGRU, Pooling
 Batch = Sequence[torch.Tensor]
 STAGES = ("train", "val", "test")
 ROC_THRESHOLDS = 201  # binned ROC: constant memory, 0.005 steps
+EPOCH_STATES_KEY = "train_epoch_metric_states"  # checkpoint key of the running training-epoch sums
 
 
 class WeightedMean(Metric):
@@ -167,12 +168,21 @@ class BiGRUClassifier(pl.LightningModule):
         self.class_weight.copy_(weights.reshape(-1))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the label names beside the weights."""
+        """Store the label names, and the running training-epoch metrics (a mid-epoch checkpoint resumes them)."""
         checkpoint["label_names"] = list(self.label_names)
+        checkpoint[EPOCH_STATES_KEY] = {
+            name: {key: value.detach().cpu() for key, value in metric.metric_state.items()}
+            for name, metric in self._epoch_accumulators("train").items()
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the label names."""
+        """Restore the label names and the training-epoch metrics' running sums."""
         self.label_names = [str(name) for name in checkpoint.get("label_names", self.label_names)]
+        accumulators = self._epoch_accumulators("train")
+        for name, states in checkpoint.get(EPOCH_STATES_KEY, {}).items():
+            metric = accumulators[name]
+            for key, value in states.items():
+                setattr(metric, key, value.to(getattr(metric, key).device))
 
     # -- forward and steps -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -215,6 +225,10 @@ class BiGRUClassifier(pl.LightningModule):
         x = batch[0]
         lengths = batch[2] if len(batch) > 2 else None
         return self(x, lengths).softmax(dim=-1)
+
+    def _epoch_accumulators(self, stage: str) -> dict[str, Metric]:
+        """The metrics that sum up ``stage``'s epoch, by name: the loss and each member of the collection."""
+        return {"loss": self._loss(stage), **dict(self._metrics(stage).items(keep_base=True, copy_state=False))}
 
     def _loss(self, stage: str) -> WeightedMean:
         return cast(WeightedMean, self.losses[f"{stage}_loss"])
