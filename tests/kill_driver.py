@@ -53,8 +53,8 @@ class KillAt(Callback):
         """A checkpoint file was written: count it if it completes a save (``last.ckpt`` comes last)."""
         if self.trainer is None or Path(path).name != "last.ckpt":
             return
-        progress = self.trainer.fit_loop.epoch_progress.current
-        self.tick("after-end-save" if progress.processed > progress.completed else "after-mid-save")
+        at_epoch_end = self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        self.tick("after-end-save" if at_epoch_end else "after-mid-save")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.trainer = trainer
