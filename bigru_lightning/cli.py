@@ -37,7 +37,7 @@ from torch.optim import Optimizer
 from bigru_lightning.callbacks import EpochLinePrinter, write_hparams_entry
 from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
-from bigru_lightning.errors import UserInputError
+from bigru_lightning.errors import UserInputError, find_user_error, one_line
 from bigru_lightning.figure_logger import TestFigureLogger
 from bigru_lightning.module import BiGRUClassifier
 from bigru_lightning.resilience import (
@@ -164,7 +164,7 @@ class BiGRUCLI(LightningCLI):
         except (ValueError, TypeError) as error:
             if find_user_error(error) is not None:
                 raise
-            raise UserInputError(f"invalid configuration: {one_line(error)}") from error
+            raise UserInputError(one_line(error)) from error
 
     def after_instantiate_classes(self) -> None:
         """Atomic checkpoint files; tell the config saver whether this run resumes an earlier one."""
@@ -335,6 +335,13 @@ class _DropAdvertising(logging.Filter):
         return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
 
 
+class _DropSeedLine(logging.Filter):
+    """Drop "Seed set to 42": the seed is in config.yaml, and a refused input then prints one line only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Seed set to")
+
+
 def _quiet_known_warnings() -> None:
     """Silence Lightning messages that are expected with this design, not user problems."""
     for pattern in (
@@ -349,6 +356,9 @@ def _quiet_known_warnings() -> None:
     rank_zero_logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropAdvertising) for f in rank_zero_logger.filters):
         rank_zero_logger.addFilter(_DropAdvertising())
+    seed_logger = logging.getLogger("lightning.fabric.utilities.seed")
+    if not any(isinstance(f, _DropSeedLine) for f in seed_logger.filters):
+        seed_logger.addFilter(_DropSeedLine())
 
 
 def _user_error(message: str) -> SystemExit:
@@ -393,21 +403,3 @@ def main(args: Sequence[str] | None = None) -> dict[str, float]:
         if debug or user_error is None:
             raise
         raise _user_error(one_line(user_error)) from None
-
-
-def find_user_error(error: BaseException) -> BaseException | None:
-    """The user's mistake behind ``error`` (following its causes), or None for a genuine failure."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (UserInputError, MisconfigurationException, ArgumentError)):
-            return current
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def one_line(error: BaseException) -> str:
-    """``error``'s message on one line, with jsonargparse's 'Parser key "k":' shown as '--k:'."""
-    text = " ".join(str(error).split())
-    return re.sub(r'Parser key "([^"]+)":', r"--\1:", text)
