@@ -22,9 +22,8 @@ from typing import Any
 
 import torch
 import yaml
-from jsonargparse import ArgumentError, lazy_instance
+from jsonargparse import lazy_instance
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -140,7 +139,9 @@ class BiGRUCLI(LightningCLI):
         if ckpt_path == "last":
             found = find_last_checkpoint(save_dir / name)
             if found is None:  # like Lightning's own ckpt_path="last": a preemptible job's first launch
-                _warn(f"--ckpt_path last: no checkpoint in {save_dir / name}/version_*/checkpoints yet; starting afresh")
+                _warn(
+                    f"--ckpt_path last: no checkpoint in {save_dir / name}/version_*/checkpoints yet; starting afresh"
+                )
                 self.config["ckpt_path"] = None
                 return
             path = found

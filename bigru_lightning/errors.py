@@ -158,27 +158,35 @@ def _lead_with_option(text: str) -> str:
         return text
     own = re.match(r"((?:model|data|trainer|checkpoint|optimizer|lr_scheduler)\.\w+)(\[\d+\])?(=| )(.*)", text)
     if own:
-        name, index, separator, rest = own.groups()
+        name, index, _separator, rest = own.groups()
         rest = f"{index} {rest}" if index else rest
         return f"--{name}: {rest}"
     torch_value = re.match(r"Invalid ([\w ]+?): (.*)", text)
     if torch_value and torch_value.group(1) in TORCH_OPTIM_VALUES:
         option = TORCH_OPTIM_VALUES[torch_value.group(1)]
         return f"--optimizer.{option}: invalid {torch_value.group(1)} for torch.optim, got {torch_value.group(2)}"
-    for name in re.findall(r"`(\w+)(?:=[^`]*)?`", text):  # Lightning quotes the Trainer argument it refuses
-        if name in _trainer_arguments():
-            return f"--trainer.{name}: {text}"
+    for name in re.findall(r"`(\w+)(?:=[^`]*)?`", text):  # Lightning quotes the argument it refuses
+        for group, arguments in _lightning_arguments().items():
+            if name in arguments:
+                return f"--{group}.{name}: {text}"
+    group_option = re.match(r"Group '(\w+)' does not accept option '(\w+)'", text)  # a key in a --config file
+    if group_option:
+        return f"--{group_option.group(1)}.{group_option.group(2)}: unknown option (see --help)"
     unknown = re.match(r"unrecognized arguments: (--[\w.]+)(?:[ =](.*))?", text)
     if unknown:
         return f"{unknown.group(1)}: unknown option (see --help)"
     return text
 
 
-def _trainer_arguments() -> set[str]:
-    """The names of ``lightning.pytorch.Trainer``'s arguments (``--trainer.<name>``)."""
+def _lightning_arguments() -> dict[str, set[str]]:
+    """The arguments of ``Trainer`` (``--trainer.<name>``) and ``ModelCheckpoint`` (``--checkpoint.<name>``)."""
     from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
-    return set(inspect.signature(Trainer.__init__).parameters) - {"self"}
+    return {
+        group: set(inspect.signature(cls.__init__).parameters) - {"self"}
+        for group, cls in (("trainer", Trainer), ("checkpoint", ModelCheckpoint))
+    }
 
 
 def _shorten(text: str) -> str:

@@ -23,9 +23,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from bigru_lightning import cli, resilience
