@@ -168,19 +168,28 @@ class BiGRUClassifier(pl.LightningModule):
         self.class_weight.copy_(weights.reshape(-1))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the label names, and the running training-epoch metrics (a mid-epoch checkpoint resumes them)."""
+        """Store the label names, and the running training-epoch metrics (a mid-epoch checkpoint resumes them).
+
+        The sums are those of all processes together (every rank takes part in a checkpoint's save).
+        """
         checkpoint["label_names"] = list(self.label_names)
-        checkpoint[EPOCH_STATES_KEY] = {
-            name: {key: value.detach().cpu() for key, value in metric.metric_state.items()}
-            for name, metric in self._epoch_accumulators("train").items()
-        }
+        states: dict[str, dict[str, torch.Tensor]] = {}
+        for name, metric in self._epoch_accumulators("train").items():
+            with metric.sync_context():  # no-op on one process
+                states[name] = {
+                    key: cast(torch.Tensor, value).detach().cpu() for key, value in metric.metric_state.items()
+                }
+        checkpoint[EPOCH_STATES_KEY] = states
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the label names and the training-epoch metrics' running sums."""
+        """Restore the label names and the training-epoch metrics' running sums (held by rank 0 alone)."""
         self.label_names = [str(name) for name in checkpoint.get("label_names", self.label_names)]
         accumulators = self._epoch_accumulators("train")
         for name, states in checkpoint.get(EPOCH_STATES_KEY, {}).items():
             metric = accumulators[name]
+            metric.reset()
+            if self.global_rank != 0:
+                continue  # the other ranks start from zero: the sums across ranks stay the saved ones
             for key, value in states.items():
                 setattr(metric, key, value.to(getattr(metric, key).device))
 

@@ -148,7 +148,7 @@ class ResumableCheckpoint(ModelCheckpoint):
         """Flush the loggers; at an epoch's end, add the epoch metrics they have not received yet."""
         for logger in trainer.loggers:
             logger.save()
-        progress = trainer.fit_loop.epoch_progress.current
+        progress = cast(Any, trainer.fit_loop.epoch_progress.current)  # the epochs counted as started, processed, ...
         if progress.processed > progress.completed:  # between on_train_epoch_end and the epoch's logging
             checkpoint[PENDING_EPOCH_LOG] = {
                 "step": trainer.global_step - 1,  # Lightning logs epoch metrics at the epoch's last step
