@@ -23,9 +23,11 @@ import yaml
 from jsonargparse import lazy_instance
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.optim import Optimizer
 
@@ -37,7 +39,13 @@ from bigru_lightning.errors import UserInputError, find_user_error, one_line
 from bigru_lightning.figures.callback import TestFigureLogger
 from bigru_lightning.model import upgrade_state_dict
 from bigru_lightning.module import BiGRUClassifier
-from bigru_lightning.resilience import AtomicCheckpointIO, GracefulStop, RNGStateCheckpoint
+from bigru_lightning.resilience import (
+    AtomicCheckpointIO,
+    GracefulStop,
+    ResumableCheckpoint,
+    RNGStateCheckpoint,
+    resume_purge_step,
+)
 
 SHORTHANDS = ("accelerator", "devices", "precision", "num_nodes", "strategy", "max_epochs")
 
@@ -98,7 +106,7 @@ class BiGRUCLI(LightningCLI):
             default=None,
             help="Resume training from this checkpoint; 'last' = the newest run's last.ckpt.",
         )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
         parser.add_optimizer_args((Optimizer,))
         parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
         parser.set_defaults(
@@ -121,13 +129,23 @@ class BiGRUCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Check the accelerator, resolve ``--ckpt_path last`` and point the logger at the resumed run."""
-        check_accelerator(str(self.config.get("trainer", {}).get("accelerator", "auto")))
+        check_accelerator(self.config.get("trainer", {}).get("accelerator", "auto"))
         ckpt_path = self.config.get("ckpt_path")
         if not ckpt_path:
             return
         logger_cfg = self.config.get("trainer", {}).get("logger")
         save_dir, name = _logger_location(logger_cfg)
-        path = find_last_checkpoint(save_dir / name) if ckpt_path == "last" else Path(ckpt_path)
+        if ckpt_path == "last":
+            found = find_last_checkpoint(save_dir / name)
+            if found is None:  # like Lightning's own ckpt_path="last": a preemptible job's first launch
+                _warn(
+                    f"--ckpt_path last: no checkpoint in {save_dir / name}/version_*/checkpoints yet; starting afresh"
+                )
+                self.config["ckpt_path"] = None
+                return
+            path = found
+        else:
+            path = Path(ckpt_path)
         if not path.is_file():
             raise UserInputError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
         checkpoint = load_checkpoint(path)
@@ -135,9 +153,8 @@ class BiGRUCLI(LightningCLI):
         version = _version_of(path, save_dir / name)
         if version is not None and _is_tensorboard(logger_cfg):
             logger_cfg.init_args.version = version
-            # Drop events a killed run logged after this checkpoint (epoch metrics are logged at
-            # global_step - 1, so those at >= global_step are the ones the resumed run logs again).
-            logger_cfg.init_args.purge_step = int(checkpoint.get("global_step", 0))
+            # Drop the events a killed run logged after this checkpoint: the resumed run logs them again.
+            logger_cfg.init_args.purge_step = resume_purge_step(checkpoint)
         self._resume_checkpoint = checkpoint
 
     def instantiate_classes(self) -> None:
@@ -147,7 +164,7 @@ class BiGRUCLI(LightningCLI):
         except (ValueError, TypeError) as error:
             if find_user_error(error) is not None:
                 raise
-            raise UserInputError(f"invalid configuration: {one_line(error)}") from error
+            raise UserInputError(one_line(error)) from error
 
     def after_instantiate_classes(self) -> None:
         """Atomic checkpoint files; tell the config saver whether this run resumes an earlier one."""
@@ -194,17 +211,32 @@ class BiGRUCLI(LightningCLI):
         logger.finalize("success")
 
 
-def check_accelerator(accelerator: str) -> None:
-    """Refuse an accelerator that this machine does not have, naming what it does have."""
-    available = ["cpu", "auto"]
-    if torch.cuda.is_available():
-        available += ["gpu", "cuda"]
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        available += ["gpu", "mps"]
-    if accelerator.lower() in ("gpu", "cuda", "mps") and accelerator.lower() not in available:
+def accelerators_here() -> list[str]:
+    """The ``--trainer.accelerator`` values this machine can run: ``auto``, then every available accelerator.
+
+    ``gpu`` is Lightning's alias for CUDA or MPS; ``tpu`` needs ``torch_xla`` and a TPU.
+    """
+    names = ["auto"]
+    for name in AcceleratorRegistry.available_accelerators():
+        try:
+            available = bool(AcceleratorRegistry[name]["accelerator"].is_available())
+        except Exception:  # an accelerator whose library is missing cannot even say so politely
+            available = False
+        if available:
+            names.append(name)
+    if "cuda" in names or "mps" in names:
+        names.insert(names.index("cpu") + 1 if "cpu" in names else 1, "gpu")
+    return names
+
+
+def check_accelerator(accelerator: object) -> None:
+    """Refuse an accelerator name that this machine cannot run (not installed, no device, or a typo)."""
+    if not isinstance(accelerator, str):
+        return  # an Accelerator instance given by class_path: Lightning checks it
+    accepted = accelerators_here()
+    if accelerator.lower() not in accepted:
         raise UserInputError(
-            f"--trainer.accelerator {accelerator}: no such device on this machine "
-            f"(accepted here: {', '.join(dict.fromkeys(available))})"
+            f"--trainer.accelerator: expected one this machine has ({', '.join(accepted)}), got {accelerator}"
         )
 
 
@@ -235,12 +267,16 @@ def check_checkpoint_fits(checkpoint: dict[str, Any], model: BiGRUClassifier, wh
         raise UserInputError(f"--ckpt_path {where}: made for another model: {detail}")
 
 
-def find_last_checkpoint(runs_dir: Path) -> Path:
-    """The most recently written ``version_*/checkpoints/last.ckpt`` under ``runs_dir``."""
+def find_last_checkpoint(runs_dir: Path) -> Path | None:
+    """The most recently written ``version_*/checkpoints/last.ckpt`` under ``runs_dir``, or None if there is none."""
     candidates = sorted(runs_dir.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise UserInputError(f"--ckpt_path last: no {runs_dir}/version_*/checkpoints/last.ckpt found")
-    return candidates[-1]
+    return candidates[-1] if candidates else None
+
+
+@rank_zero_only
+def _warn(message: str) -> None:
+    """One ``warning:`` line on stderr (rank 0 only)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _logger_location(logger_cfg: Any) -> tuple[Path, str]:
@@ -272,6 +308,13 @@ class _DropAdvertising(logging.Filter):
         return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
 
 
+class _DropSeedLine(logging.Filter):
+    """Drop "Seed set to 42": the seed is in config.yaml, and a refused input then prints one line only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Seed set to")
+
+
 def _quiet_known_warnings() -> None:
     """Silence Lightning messages that are expected with this design, not user problems."""
     for pattern in (
@@ -286,6 +329,9 @@ def _quiet_known_warnings() -> None:
     rank_zero_logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropAdvertising) for f in rank_zero_logger.filters):
         rank_zero_logger.addFilter(_DropAdvertising())
+    seed_logger = logging.getLogger("lightning.fabric.utilities.seed")
+    if not any(isinstance(f, _DropSeedLine) for f in seed_logger.filters):
+        seed_logger.addFilter(_DropSeedLine())
 
 
 def make_cli(argv: Sequence[str]) -> BiGRUCLI:

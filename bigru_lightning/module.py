@@ -25,6 +25,7 @@ from bigru_lightning.model import BiGRU, Pooling
 Batch = Sequence[torch.Tensor]
 STAGES = ("train", "val", "test")
 ROC_THRESHOLDS = 201  # binned ROC: constant memory, 0.005 steps
+EPOCH_STATES_KEY = "train_epoch_metric_states"  # checkpoint key of the running training-epoch sums
 
 
 class WeightedMean(Metric):
@@ -239,12 +240,30 @@ class BiGRUClassifier(pl.LightningModule):
         self.class_weight.copy_(weights.reshape(-1))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the label names beside the weights."""
+        """Store the label names, and the running training-epoch metrics (a mid-epoch checkpoint resumes them).
+
+        The sums are those of all processes together (every rank takes part in a checkpoint's save).
+        """
         checkpoint["label_names"] = list(self.label_names)
+        states: dict[str, dict[str, torch.Tensor]] = {}
+        for name, metric in self._epoch_accumulators("train").items():
+            with metric.sync_context():  # no-op on one process
+                states[name] = {
+                    key: cast(torch.Tensor, value).detach().cpu() for key, value in metric.metric_state.items()
+                }
+        checkpoint[EPOCH_STATES_KEY] = states
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the label names."""
+        """Restore the label names and the training-epoch metrics' running sums (held by rank 0 alone)."""
         self.label_names = [str(name) for name in checkpoint.get("label_names", self.label_names)]
+        accumulators = self._epoch_accumulators("train")
+        for name, states in checkpoint.get(EPOCH_STATES_KEY, {}).items():
+            metric = accumulators[name]
+            metric.reset()
+            if self.global_rank != 0:
+                continue  # the other ranks start from zero: the sums across ranks stay the saved ones
+            for key, value in states.items():
+                setattr(metric, key, value.to(getattr(metric, key).device))
 
     # -- forward and steps -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -287,6 +306,10 @@ class BiGRUClassifier(pl.LightningModule):
         x = batch[0]
         lengths = batch[2] if len(batch) > 2 else None
         return self(x, lengths).softmax(dim=-1)
+
+    def _epoch_accumulators(self, stage: str) -> dict[str, Metric]:
+        """The metrics that sum up ``stage``'s epoch, by name: the loss and each member of the collection."""
+        return {"loss": self._loss(stage), **dict(self._metrics(stage).items(keep_base=True, copy_state=False))}
 
     def _loss(self, stage: str) -> WeightedMean:
         return cast(WeightedMean, self.losses[f"{stage}_loss"])

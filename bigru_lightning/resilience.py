@@ -86,11 +86,82 @@ class RNGStateCheckpoint(Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
+PENDING_EPOCH_LOG = "pending_epoch_log"  # checkpoint key: epoch metrics not yet in the logger when it was written
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose every file resumes exactly, and whose logs survive a kill.
+
+    - A step-triggered save (``every_n_train_steps``) that falls on an epoch's last training batch
+      is made at the end of that epoch instead, after its validation: Lightning resumes a checkpoint
+      written before that validation as if the whole epoch were done, skipping the validation and
+      the epoch's ``train/*`` metrics.
+    - Before each file is written the loggers are flushed, so what was logged up to that step is on
+      disk; a resumed run purges (``purge_step``) only what the killed run logged after it.
+    - An end-of-epoch file is written before Lightning hands the epoch's metrics to the loggers; it
+      carries them, and a run resumed from it logs them (:data:`PENDING_EPOCH_LOG`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred_batch_end: tuple[Any, ...] | None = None
+        self._log_on_resume: dict[str, Any] | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        """Save every n steps, except on the epoch's last batch, whose save waits for the epoch's end."""
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._deferred_batch_end = args
+            return
+        super().on_train_batch_end(trainer, pl_module, *args)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Make the last batch's deferred save, then the usual end-of-epoch one."""
+        if self._deferred_batch_end is not None:
+            deferred, self._deferred_batch_end = self._deferred_batch_end, None
+            super().on_train_batch_end(trainer, pl_module, *deferred)
+        super().on_train_epoch_end(trainer, pl_module)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Flush the loggers; at an epoch's end, add the epoch metrics they have not received yet."""
+        for logger in trainer.loggers:
+            logger.save()
+        progress = cast(Any, trainer.fit_loop.epoch_progress.current)  # the epochs counted as started, processed, ...
+        if progress.processed > progress.completed:  # between on_train_epoch_end and the epoch's logging
+            checkpoint[PENDING_EPOCH_LOG] = {
+                "step": trainer.global_step - 1,  # Lightning logs epoch metrics at the epoch's last step
+                "epoch": trainer.current_epoch,
+                "metrics": {name: float(value) for name, value in trainer.callback_metrics.items()},
+            }
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Remember the epoch metrics the run that wrote this checkpoint may not have logged."""
+        self._log_on_resume = checkpoint.get(PENDING_EPOCH_LOG)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Log the restored epoch metrics (the resumed logger purged that step, see :func:`resume_purge_step`)."""
+        pending, self._log_on_resume = self._log_on_resume, None
+        if pending is None or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            logger.log_metrics({**pending["metrics"], "epoch": pending["epoch"]}, step=pending["step"])
+            logger.save()
+
+
+def resume_purge_step(checkpoint: dict[str, Any]) -> int:
+    """The first logger step that a run resumed from ``checkpoint`` writes again (earlier steps are kept)."""
+    pending = checkpoint.get(PENDING_EPOCH_LOG)
+    return int(pending["step"]) if pending else int(checkpoint.get("global_step", 0))
+
+
 class GracefulStop(Callback):
     """Ctrl-C or SIGTERM: finish the current step, write ``last.ckpt``, stop.
 
-    The first Ctrl-C asks Lightning to stop after the running step (the same path as SIGTERM, which
-    Lightning turns into ``SIGTERMException``); a second Ctrl-C aborts at once. On either signal the
+    The first Ctrl-C sends this process SIGTERM, which Lightning turns into a stop after the running
+    step and ``SIGTERMException``; a second Ctrl-C aborts at once. On either signal the
     callback writes ``last.ckpt`` (atomically) beside the other checkpoints, so
     ``--ckpt_path last`` resumes from exactly that step.
     """
@@ -112,7 +183,9 @@ class GracefulStop(Callback):
         def request_stop(signum: int, frame: FrameType | None) -> None:
             print("\nStopping after this step (press Ctrl-C again to abort now) ...", file=sys.stderr, flush=True)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            trainer._signal_connector.received_sigterm = True
+            # Lightning's own SIGTERM handler (installed for every fit) asks the loops to stop after
+            # this step and raise SIGTERMException: the public way in, pinned by tests/test_resilience.py.
+            signal.raise_signal(signal.SIGTERM)
 
         signal.signal(signal.SIGINT, request_stop)
 

@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import REPO, script_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from bigru_lightning.cli import expand_shorthands, main
+from bigru_lightning.cli import accelerators_here, expand_shorthands, main
 
 EPOCH_LINE = re.compile(r"^Epoch \[(\d+)/(\d+)\], Train Loss: (\d+\.\d{4}), Validation Loss: (\d+\.\d{4})$")
 
@@ -157,13 +158,52 @@ def test_resume_from_last_continues_the_same_run(in_tmp: Path, capsys: pytest.Ca
 # The full catalogue of bad inputs (exit status, message, untouched files) is tests/test_errors.py.
 
 
-def test_gpu_on_a_machine_without_one(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import torch
+def test_ckpt_path_last_without_a_checkpoint_warns_once_and_starts_afresh(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A preemptible job always launched with ``--ckpt_path last`` works on its first launch too."""
+    args = ["--data.samples_per_class", "40", "--ckpt_path", "last"]
+    main(["--trainer.max_epochs", "2", *args])
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if "--ckpt_path" in line]
+    assert warnings == [
+        "warning: --ckpt_path last: no checkpoint in lightning_logs/version_*/checkpoints yet; starting afresh"
+    ]
+    assert [line.split(",")[0] for line in _epoch_lines(captured.out)] == ["Epoch [1/2]", "Epoch [2/2]"]
+    assert (in_tmp / "lightning_logs/version_0/checkpoints/last.ckpt").is_file()
+    main(["--trainer.max_epochs", "4", *args])  # the same command, later: resumes that run
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    assert [line.split(",")[0] for line in _epoch_lines(captured.out)] == ["Epoch [3/4]", "Epoch [4/4]"]
+    assert sorted(p.name for p in (in_tmp / "lightning_logs").iterdir()) == ["version_0"]
 
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
+
+# An accelerator that this machine cannot run: not installed (tpu needs torch_xla; hpu lives outside
+# Lightning now), no device (gpu, cuda, mps), or a typo. On a machine that has one, it is not refused.
+MISSING_ACCELERATORS = ["tpu", "hpu", "gpuu"]
+if not torch.cuda.is_available():
+    MISSING_ACCELERATORS += ["cuda"] + ([] if torch.backends.mps.is_available() else ["gpu"])
+if not torch.backends.mps.is_available():
+    MISSING_ACCELERATORS.append("mps")
+
+
+@pytest.mark.parametrize("accelerator", MISSING_ACCELERATORS)
+def test_accelerator_this_machine_lacks_is_one_line_error(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], accelerator: str
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["--accelerator", "gpu"])
+        main(["--accelerator", accelerator])
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "--trainer.accelerator gpu" in err and "cpu" in err
+    err = capsys.readouterr().err
+    accepted = ", ".join(accelerators_here())
+    assert err.splitlines() == [
+        f"error: --trainer.accelerator: expected one this machine has ({accepted}), got {accelerator}"
+    ]
+    assert "cpu" in accepted and accelerator not in accepted.split(", ")
+    assert list(in_tmp.iterdir()) == []  # nothing written
+
+
+def test_accelerators_here_follow_the_machine() -> None:
+    here = accelerators_here()
+    assert here[:2] == ["auto", "cpu"]
+    assert ("cuda" in here) == torch.cuda.is_available() and ("gpu" in here) == ("cuda" in here or "mps" in here)
