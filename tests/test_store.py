@@ -142,7 +142,7 @@ def test_changed_file_is_prepared_again(tmp_path: Path) -> None:
     _write(_table(60, seed=6), path)  # another size
     assert open_store(path, "data.train_file").num_sequences == 60
     stat = path.stat()
-    text = path.read_text().replace("id0,", "zd0,")  # the same size, another content ...
+    text = path.read_text().replace("\"id0\",", "\"zd0\",")  # the same size, another content ...
     path.write_text(text)
     assert path.stat().st_size == stat.st_size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # ... and a new mtime

@@ -74,15 +74,14 @@ class LazyArray:
     """
 
     def __init__(self, path: Path) -> None:
-        with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            shape, fortran, dtype = np.lib.format._read_array_header(handle, version)  # type: ignore[attr-defined]
-            self.offset = handle.tell()
-        if fortran:
-            raise ValueError(f"{path}: Fortran order is not supported")
+        header = np.load(path, mmap_mode="r")  # reads the header; mapped only until deleted below
+        if not header.flags.c_contiguous:
+            raise ValueError(f"{path}: only C order is read")
         self.path = path
-        self.shape: tuple[int, ...] = tuple(shape)
-        self.dtype = np.dtype(dtype)
+        self.shape: tuple[int, ...] = tuple(header.shape)
+        self.dtype = np.dtype(header.dtype)
+        self.offset = int(header.offset)
+        del header
 
     @property
     def ndim(self) -> int:
@@ -487,7 +486,7 @@ def _assign_labels(
     try:
         previous = np.asarray(array[codes])
         new = previous == -1
-        array[codes[new]] = values[new]
+        array[codes[new][::-1]] = values[new][::-1]  # the last write wins: the first row of the file
         current = np.asarray(array[codes])
         differs = current != values
         if differs.any():
