@@ -55,9 +55,7 @@ def stage_write(path: str, sequences: int) -> dict[str, Any]:
         [("sequence_id", pa.int64()), ("label", pa.int64()), ("time", pa.int64())]
         + [(f"f{k}", pa.float32()) for k in range(FEATURES)]
     )
-    writer: Any = (
-        pq.ParquetWriter(path, schema) if path.endswith(".parquet") else pacsv.CSVWriter(path, schema)
-    )
+    writer: Any = pq.ParquetWriter(path, schema) if path.endswith(".parquet") else pacsv.CSVWriter(path, schema)
     with writer:
         for first in range(0, sequences, per_chunk):
             n = min(per_chunk, sequences - first)
@@ -147,7 +145,13 @@ def stage_predict(path: str, batch: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - start, "sequences": data.num_sequences}
 
 
-STAGES = {"write": stage_write, "read": stage_read, "prepare": stage_prepare, "train": stage_train, "predict": stage_predict}
+STAGES = {
+    "write": stage_write,
+    "read": stage_read,
+    "prepare": stage_prepare,
+    "train": stage_train,
+    "predict": stage_predict,
+}
 
 
 # -- the driver --------------------------------------------------------------------------------------
@@ -212,7 +216,11 @@ def _spread(results: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("seconds", "added_mb", "peak_rss_mb"):
         values = sorted(float(r[key]) for r in results)
-        out[key] = {"median": round(values[len(values) // 2], 3), "min": round(values[0], 3), "max": round(values[-1], 3)}
+        out[key] = {
+            "median": round(values[len(values) // 2], 3),
+            "min": round(values[0], 3),
+            "max": round(values[-1], 3),
+        }
     return out
 
 

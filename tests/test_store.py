@@ -17,6 +17,7 @@ import torch
 from bigru_lightning.data import FileDataModule, TensorBatcher, read_sequences
 from bigru_lightning.data.store import LazyArray, TensorRows, open_store, prepare_store, store_path
 from bigru_lightning.errors import UserInputError
+from bigru_lightning.prepare import main as prepare_main
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -142,7 +143,7 @@ def test_changed_file_is_prepared_again(tmp_path: Path) -> None:
     _write(_table(60, seed=6), path)  # another size
     assert open_store(path, "data.train_file").num_sequences == 60
     stat = path.stat()
-    text = path.read_text().replace("\"id0\",", "\"zd0\",")  # the same size, another content ...
+    text = path.read_text().replace('"id0",', '"zd0",')  # the same size, another content ...
     path.write_text(text)
     assert path.stat().st_size == stat.st_size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # ... and a new mtime
@@ -202,3 +203,16 @@ def test_incomplete_store_folder_is_not_used(tmp_path: Path) -> None:
     assert np.asarray(again.x).shape == (80, 9, 2)
     (store_path(path) / "manifest.json").unlink()
     assert open_store(path, "data.train_file").num_sequences == 80
+
+
+def test_prepare_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(_table(30, seed=9), tmp_path / "d.parquet")
+    assert prepare_main([str(path)]) == [store_path(path)]
+    assert "30x9x2 (sequences x steps x features)" in capsys.readouterr().out
+    manifest = (store_path(path) / "manifest.json").stat().st_mtime_ns
+    prepare_store(path)  # up to date: left alone
+    assert (store_path(path) / "manifest.json").stat().st_mtime_ns == manifest
+    with pytest.raises(SystemExit) as caught:
+        prepare_main([str(tmp_path / "x.npz")])
+    assert caught.value.code == 2
+    assert "only .csv and .parquet files are prepared" in capsys.readouterr().err

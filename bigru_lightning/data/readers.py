@@ -193,7 +193,9 @@ def _number_column(column: pa.ChunkedArray, name: str, where: str, first_row: in
             i = _first(bad)
             raise _not_a_number(where, _row(i, first_row, parquet), name, column[i].as_py())
         column = pc.cast(pc.utf8_trim_whitespace(column), target)
-    elif not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type) or pa.types.is_boolean(column.type)):
+    elif not (
+        pa.types.is_floating(column.type) or pa.types.is_integer(column.type) or pa.types.is_boolean(column.type)
+    ):
         raise UserInputError(f"{where}: column '{name}' has type {column.type}; it must hold numbers")
     if column.null_count:
         i = _first(column.is_null())
@@ -241,9 +243,7 @@ def _csv_batches(file: Path, where: str, layout: Layout, text_numbers: bool) -> 
         if ragged:
             got, expected, number = ragged[0]
             line = f"line {number}" if number is not None else "a line"
-            raise UserInputError(
-                f"{where}: {line} has {got} fields; the header has {expected} (ragged CSV)"
-            ) from error
+            raise UserInputError(f"{where}: {line} has {got} fields; the header has {expected} (ragged CSV)") from error
         message = str(error)
         if "UTF8" in message or "utf8" in message.lower():
             raise UserInputError(f"{where}: not UTF-8 text; a .csv file must be text") from error
