@@ -178,7 +178,8 @@ def _key_column(column: pa.ChunkedArray, name: str, where: str, first_row: int, 
             column = column.cast(pa.string())
         except pa.ArrowException as error:
             raise UserInputError(f"{where}: column '{name}' of type {column.type} is not accepted") from error
-    column = pc.utf8_trim_whitespace(column)
+    if pc.any(pc.match_substring_regex(column, r"^\s|\s$")).as_py():  # trim only where needed (a copy)
+        column = pc.utf8_trim_whitespace(column)
     empty = pc.or_(column.is_null(), pc.equal(pc.utf8_length(column), 0))
     if pc.any(empty).as_py():
         raise UserInputError(f"{where}: {_row(_first(empty), first_row, parquet)} has {what} {name}")
@@ -310,34 +311,55 @@ class Padded:
 
 
 def table_to_sequences(table: pa.Table, where: str, layout: Layout, parquet: bool) -> Padded:
-    """Pad a checked long table into ``(N, T, F)``: sequences in order of first appearance, steps by time."""
+    """Pad a checked long table into ``(N, T, F)``: sequences in order of first appearance, steps by time.
+
+    Rows already grouped by sequence and ordered by time (the usual export) are copied without a
+    sort; any other order is sorted by (sequence, time) first.
+    """
     encoded = table.column(CSV_ID).combine_chunks().dictionary_encode()
-    codes = encoded.indices.to_numpy().astype(np.int64, copy=False)
+    codes = encoded.indices.to_numpy()  # int32, sequences numbered in order of first appearance
     id_values = encoded.dictionary.cast(pa.string()).to_pylist()
+    del encoded
     num_rows, num_seq = len(codes), len(id_values)
-    if layout.time:
-        times = table.column(CSV_TIME).to_numpy()
-        order = np.lexsort((times, codes))
-    else:
-        times = None
-        order = np.argsort(codes, kind="stable")
     lengths = np.bincount(codes, minlength=num_seq).astype(np.int64)
     starts = np.zeros(num_seq, dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
-    sorted_codes = codes[order]
-    positions = np.arange(num_rows, dtype=np.int64) - starts[sorted_codes]
-    if times is not None:
-        sorted_times = times[order]
-        repeated = (sorted_codes[1:] == sorted_codes[:-1]) & (sorted_times[1:] == sorted_times[:-1])
-        if repeated.any():
-            seq = id_values[int(sorted_codes[int(np.argmax(repeated))])]
-            raise UserInputError(f"{where}: sequence {seq!r} repeats a value of '{CSV_TIME}'")
-    x = np.zeros((num_seq, int(lengths.max()), len(layout.features)), dtype=np.float32)
-    for f, name in enumerate(layout.features):
-        x[sorted_codes, positions, f] = table.column(name).to_numpy()[order]
     labels = None
     if layout.label:
         labels = _sequence_labels(table.column(CSV_LABEL), codes, num_seq, id_values, where, parquet)
+    times = table.column(CSV_TIME).to_numpy() if layout.time else None
+    same = codes[1:] == codes[:-1]
+    ordered = bool((codes[1:] >= codes[:-1]).all())
+    if ordered and times is not None:
+        ordered = bool((times[1:] > times[:-1])[same].all())
+    order: np.ndarray | None = None
+    sorted_codes = codes
+    if not ordered:
+        order = np.lexsort((times, codes)) if times is not None else np.argsort(codes, kind="stable")
+        sorted_codes = codes[order]
+        del same
+        same = sorted_codes[1:] == sorted_codes[:-1]
+    if times is not None:
+        sorted_times = times if order is None else times[order]
+        repeated = same & (sorted_times[1:] == sorted_times[:-1])
+        if repeated.any():
+            seq = id_values[int(sorted_codes[int(np.argmax(repeated))])]
+            raise UserInputError(f"{where}: sequence {seq!r} repeats a value of '{CSV_TIME}'")
+        del sorted_times, repeated
+    del same
+    num_steps = int(lengths.max())
+    x = np.zeros((num_seq, num_steps, len(layout.features)), dtype=np.float32)
+    if order is None and int(lengths.min()) == num_steps:  # grouped, in order, equally long: a reshape
+        for f, name in enumerate(layout.features):
+            x[:, :, f] = table.column(name).to_numpy().reshape(num_seq, num_steps)
+    else:
+        flat = sorted_codes.astype(np.int64) * num_steps  # row of x.reshape(N * T, F) of each sorted row
+        flat += np.arange(num_rows, dtype=np.int64)
+        flat -= starts[sorted_codes]
+        rows = x.reshape(num_seq * num_steps, len(layout.features))
+        for f, name in enumerate(layout.features):
+            values = table.column(name).to_numpy()
+            rows[flat, f] = values if order is None else values[order]
     return Padded(x=x, lengths=lengths, labels=labels, ids=id_values)
 
 
@@ -346,7 +368,7 @@ def _sequence_labels(
 ) -> np.ndarray:
     """One label per sequence (the first row's); a sequence with two labels is an error naming the row."""
     encoded = column.combine_chunks().dictionary_encode()
-    label_codes = encoded.indices.to_numpy().astype(np.int64, copy=False)
+    label_codes = encoded.indices.to_numpy()
     first_row = np.empty(num_seq, dtype=np.int64)
     first_row[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write wins: the first row
     per_sequence = label_codes[first_row]
