@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, NoReturn, overload
 
 import numpy as np
 import pyarrow as pa
@@ -386,50 +386,83 @@ def _scan_ids(source: Path, where: str, layout: Layout) -> _Index:
     )
 
 
+class _Unordered(Exception):
+    """Rows grouped by sequence but not in time order: prepare again with a time buffer."""
+
+
 def _write_arrays(source: Path, where: str, folder: Path) -> dict[str, Any]:
     layout = readers.read_layout(source, where)
     index = _scan_ids(source, where, layout)
+    try:  # rows grouped and in time order (the usual export) need no time buffer and no sort pass
+        return _write_rows(source, where, folder, layout, index, time_buffer=not index.grouped)
+    except _Unordered:
+        return _write_rows(source, where, folder, layout, index, time_buffer=True)
+
+
+def _write_rows(
+    source: Path, where: str, folder: Path, layout: Layout, index: _Index, time_buffer: bool
+) -> dict[str, Any]:
     n, t, f = len(index.lengths), int(index.lengths.max()), len(layout.features)
     np.save(folder / "lengths.npy", index.lengths)
     _save_ids(folder / "ids.npy", index.unique_ids)
     x = np.lib.format.open_memmap(folder / "x.npy", mode="w+", dtype=np.float32, shape=(n, t, f))
+    x_offset = int(x.offset)
     del x  # created (sparse zeros); written batch by batch below
     labels = np.lib.format.open_memmap(folder / "labels.npy", mode="w+", dtype=np.int64, shape=(n,))
     labels[:] = -1
     del labels
-    if layout.time:
+    time_buffer = time_buffer and layout.time
+    if time_buffer:
         times = np.lib.format.open_memmap(folder / "time.npy", mode="w+", dtype=np.float64, shape=(n, t))
         del times
+    lengths = index.lengths
     starts = np.zeros(n, dtype=np.int64)
-    np.cumsum(index.lengths[:-1], out=starts[1:])
+    np.cumsum(lengths[:-1], out=starts[1:])
     filled = None if index.grouped else np.zeros(n, dtype=np.int64)
     label_values: dict[Any, int] = {}
     row = 0
-    for batch in readers.iter_long_batches(source, where, layout):
-        size = batch.num_rows
-        if index.grouped:
-            codes = np.searchsorted(starts, np.arange(row, row + size), side="right") - 1
-            positions = np.arange(row, row + size) - starts[codes]
-        else:
-            assert filled is not None
-            codes = pc.index_in(batch.column(CSV_ID), value_set=index.unique_ids).to_numpy().astype(np.int64)
-            positions = _positions(codes, filled)
-        features = np.stack([batch.column(name).to_numpy() for name in layout.features], axis=1)
-        finite = np.isfinite(features)
-        if not finite.all():
-            bad = int(np.argmax(~finite.all(axis=1)))
-            raise UserInputError(
-                f"{where}: X contains NaN or Inf ({_row_name(source, row + bad)}, sequence "
-                f"{_id_text(index.unique_ids[int(codes[bad])].as_py())!r}); only finite numbers are accepted"
-            )
-        _scatter(folder / "x.npy", codes, positions, features)
-        if layout.time:
-            _scatter(folder / "time.npy", codes, positions, batch.column(CSV_TIME).to_numpy())
-        if layout.label:
-            _assign_labels(folder / "labels.npy", batch, codes, label_values, index, source, where, row)
-        row += size
+    last: tuple[int, float] | None = None  # (sequence, time) of the previous batch's last row
+    with (folder / "x.npy").open("r+b") as x_file:
+        for batch in readers.iter_long_batches(source, where, layout):
+            size = batch.num_rows
+            features = np.stack([batch.column(name).to_numpy() for name in layout.features], axis=1)
+            contiguous_from: int | None = None
+            if index.grouped:
+                first, final = np.searchsorted(starts, [row, row + size - 1], side="right") - 1
+                span = slice(int(first), int(final) + 1)
+                counts = np.minimum(starts[span] + lengths[span], row + size) - np.maximum(starts[span], row)
+                codes = np.repeat(np.arange(span.start, span.stop), counts)
+                positions = None
+                if bool((lengths[span.start : span.stop - 1] == t).all()):  # one block of x
+                    contiguous_from = span.start * t + (row - int(starts[span.start]))
+                if layout.time and not time_buffer:
+                    last = _check_time_order(batch.column(CSV_TIME).to_numpy(), codes, last)
+            else:
+                assert filled is not None
+                codes = pc.index_in(batch.column(CSV_ID), value_set=index.unique_ids).to_numpy().astype(np.int64)
+                positions = _positions(codes, filled)
+            finite = np.isfinite(features)
+            if not finite.all():
+                bad = int(np.argmax(~finite.all(axis=1)))
+                raise UserInputError(
+                    f"{where}: X contains NaN or Inf ({_row_name(source, row + bad)}, sequence "
+                    f"{_id_text(index.unique_ids[int(codes[bad])].as_py())!r}); only finite numbers are accepted"
+                )
+            if contiguous_from is not None:
+                os.pwrite(x_file.fileno(), np.ascontiguousarray(features).data, x_offset + contiguous_from * f * 4)
+            else:
+                if positions is None:
+                    positions = np.arange(row, row + size) - starts[codes]
+                _scatter(folder / "x.npy", codes, positions, features)
+            if time_buffer:
+                if positions is None:
+                    positions = np.arange(row, row + size) - starts[codes]
+                _scatter(folder / "time.npy", codes, positions, batch.column(CSV_TIME).to_numpy())
+            if layout.label:
+                _assign_labels(folder / "labels.npy", batch, codes, label_values, index, source, where, row)
+            row += size
     names = _sorted_labels(folder, label_values, where) if layout.label else []
-    if layout.time:
+    if time_buffer:
         _order_by_time(folder, index, where)
         (folder / "time.npy").unlink()
     return {
@@ -441,6 +474,16 @@ def _write_arrays(source: Path, where: str, folder: Path) -> dict[str, Any]:
         "label_names": names,
         "rows": row,
     }
+
+
+def _check_time_order(times: np.ndarray, codes: np.ndarray, last: tuple[int, float] | None) -> tuple[int, float]:
+    """Raise :class:`_Unordered` unless ``time`` increases within each sequence (across batches too)."""
+    same = codes[1:] == codes[:-1]
+    if not bool((times[1:] > times[:-1])[same].all()):
+        raise _Unordered
+    if last is not None and last[0] == int(codes[0]) and not times[0] > last[1]:
+        raise _Unordered
+    return int(codes[-1]), float(times[-1])
 
 
 def _row_name(source: Path, row: int) -> str:
@@ -482,23 +525,38 @@ def _assign_labels(
     encoded = batch.column(CSV_LABEL).combine_chunks().dictionary_encode()
     local = [label_values.setdefault(value, len(label_values)) for value in encoded.dictionary.to_pylist()]
     values = np.asarray(local, dtype=np.int64)[encoded.indices.to_numpy()]
+    names = {k: v for v, k in label_values.items()}
+    # Runs of rows of one sequence: their labels must agree; then one representative row per run.
+    run_starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    run_values = values[run_starts]
+    differs = values != np.repeat(run_values, np.diff(np.r_[run_starts, len(codes)]))
+    if differs.any():
+        bad = int(np.argmax(differs))
+        _two_labels(
+            where, index, source, int(codes[bad]), names[int(values[bad - 1])], names[int(values[bad])], row + bad
+        )
+    run_codes = codes[run_starts]
     array = np.load(path, mmap_mode="r+")
     try:
-        previous = np.asarray(array[codes])
-        new = previous == -1
-        array[codes[new][::-1]] = values[new][::-1]  # the last write wins: the first row of the file
-        current = np.asarray(array[codes])
-        differs = current != values
-        if differs.any():
-            bad = int(np.argmax(differs))
-            names = {k: v for v, k in label_values.items()}
-            seq = _id_text(index.unique_ids[int(codes[bad])].as_py())
-            raise UserInputError(
-                f"{where}: sequence {seq!r} has two labels ({str(names[int(current[bad])])!r}, "
-                f"{str(names[int(values[bad])])!r} on {_row_name(source, row + bad)}); one label per sequence"
-            )
+        new = np.asarray(array[run_codes]) == -1
+        array[run_codes[new][::-1]] = run_values[new][::-1]  # the last write wins: the first row of the file
+        current = np.asarray(array[run_codes])
     finally:
         del array  # the last reference: unmapped now
+    differs = current != run_values
+    if differs.any():
+        bad = int(np.argmax(differs))
+        seq = int(run_codes[bad])
+        _two_labels(
+            where, index, source, seq, names[int(current[bad])], names[int(run_values[bad])], row + int(run_starts[bad])
+        )
+
+
+def _two_labels(where: str, index: _Index, source: Path, seq: int, previous: Any, label: Any, row: int) -> NoReturn:
+    raise UserInputError(
+        f"{where}: sequence {_id_text(index.unique_ids[seq].as_py())!r} has two labels ({str(previous)!r}, "
+        f"{str(label)!r} on {_row_name(source, row)}); one label per sequence"
+    )
 
 
 def _sorted_labels(folder: Path, label_values: dict[Any, int], where: str) -> list[Any]:
