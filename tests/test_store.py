@@ -26,12 +26,19 @@ pacsv = pytest.importorskip("pyarrow.csv")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _table(n: int, seed: int = 0, interleave: bool = False, text_ids: bool = True, time_col: bool = True) -> object:
-    """A long table of ``n`` sequences of 1..9 steps x 2 features, labels 'a'/'b'/'c'."""
+def _table(
+    n: int,
+    seed: int = 0,
+    interleave: bool = False,
+    text_ids: bool = True,
+    time_col: bool = True,
+    equal: bool = False,
+) -> object:
+    """A long table of ``n`` sequences of 1..9 steps (7 when ``equal``: then in time order) x 2 features."""
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 10, n)
+    lengths = np.full(n, 7) if equal else rng.integers(1, 10, n)
     seq = np.repeat(np.arange(n), lengths)
-    step = np.concatenate([rng.permutation(k) if time_col else np.arange(k) for k in lengths])
+    step = np.concatenate([rng.permutation(k) if time_col and not equal else np.arange(k) for k in lengths])
     values = rng.standard_normal((len(seq), 2)).astype(np.float32)
     order = rng.permutation(len(seq)) if interleave else np.arange(len(seq))
     columns: dict[str, object] = {
@@ -57,11 +64,15 @@ CASES = {
     "csv_interleaved": (".csv", {"interleave": True}),
     "parquet_grouped_int_ids": (".parquet", {"text_ids": False, "time_col": False}),
     "parquet_interleaved": (".parquet", {"interleave": True}),
+    "parquet_grouped_in_order": (".parquet", {"equal": True}),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_store_reads_what_the_in_memory_reader_reads(tmp_path: Path, case: str) -> None:
+def test_store_reads_what_the_in_memory_reader_reads(
+    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bigru_lightning.data.readers._PARQUET_BATCH", 1000)  # sequences cross batches
     suffix, options = CASES[case]
     path = _write(_table(700, seed=1, **options), tmp_path / f"d{suffix}")  # type: ignore[arg-type]
     expected = read_sequences(path, require_labels=True, store=False)
@@ -70,8 +81,10 @@ def test_store_reads_what_the_in_memory_reader_reads(tmp_path: Path, case: str) 
     assert lazy.x.shape == expected.x.shape
     np.testing.assert_array_equal(np.asarray(lazy.x), expected.x)
     assert lazy.ids is not None and expected.ids is not None and list(lazy.ids) == list(expected.ids)
-    assert lazy.lengths is not None and expected.lengths is not None
-    assert lazy.lengths.tolist() == expected.lengths.tolist()
+    if expected.lengths is None:  # every sequence full length
+        assert lazy.lengths is None and case == "parquet_grouped_in_order"
+    else:
+        assert lazy.lengths is not None and lazy.lengths.tolist() == expected.lengths.tolist()
     assert lazy.labels is not None and expected.labels is not None
     assert lazy.labels.tolist() == expected.labels.tolist()
 

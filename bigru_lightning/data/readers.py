@@ -34,6 +34,7 @@ CSV_ID, CSV_LABEL, CSV_TIME = "sequence_id", "label", "time"
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 _NUMBER = re.compile(r"^\s*[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|nan|inf|infinity)\s*$", re.IGNORECASE)
 _BLOCK = 16 << 20  # bytes per CSV block (streaming and threaded reads)
+_PARQUET_BATCH = 1 << 20  # rows per streamed Parquet batch
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,7 @@ def iter_long_batches(file: Path, where: str, layout: Layout, columns: list[str]
         try:
             parquet = pq.ParquetFile(file)
             batches: Iterator[pa.Table] = (
-                pa.Table.from_batches([batch]) for batch in parquet.iter_batches(batch_size=1 << 20, columns=wanted)
+                pa.Table.from_batches([batch]) for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH, columns=wanted)
             )
             for batch in batches:
                 yield check_batch(batch, where, sub, first_row=rows_before, parquet=True)

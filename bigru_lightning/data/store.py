@@ -386,7 +386,7 @@ def _scan_ids(source: Path, where: str, layout: Layout) -> _Index:
     )
 
 
-class _Unordered(Exception):
+class _UnorderedError(Exception):
     """Rows grouped by sequence but not in time order: prepare again with a time buffer."""
 
 
@@ -395,7 +395,7 @@ def _write_arrays(source: Path, where: str, folder: Path) -> dict[str, Any]:
     index = _scan_ids(source, where, layout)
     try:  # rows grouped and in time order (the usual export) need no time buffer and no sort pass
         return _write_rows(source, where, folder, layout, index, time_buffer=not index.grouped)
-    except _Unordered:
+    except _UnorderedError:
         return _write_rows(source, where, folder, layout, index, time_buffer=True)
 
 
@@ -477,12 +477,12 @@ def _write_rows(
 
 
 def _check_time_order(times: np.ndarray, codes: np.ndarray, last: tuple[int, float] | None) -> tuple[int, float]:
-    """Raise :class:`_Unordered` unless ``time`` increases within each sequence (across batches too)."""
+    """Raise :class:`_UnorderedError` unless ``time`` increases within each sequence (across batches too)."""
     same = codes[1:] == codes[:-1]
     if not bool((times[1:] > times[:-1])[same].all()):
-        raise _Unordered
+        raise _UnorderedError
     if last is not None and last[0] == int(codes[0]) and not times[0] > last[1]:
-        raise _Unordered
+        raise _UnorderedError
     return int(codes[-1]), float(times[-1])
 
 
