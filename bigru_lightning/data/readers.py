@@ -272,8 +272,11 @@ def iter_long_batches(file: Path, where: str, layout: Layout, columns: list[str]
     if is_parquet(file):
         try:
             parquet = pq.ParquetFile(file)
+            # One row group at a time: iterating the whole file keeps buffers of every group read.
             batches: Iterator[pa.Table] = (
-                pa.Table.from_batches([batch]) for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH, columns=wanted)
+                pa.Table.from_batches([batch])
+                for group in range(parquet.metadata.num_row_groups)
+                for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH, columns=wanted, row_groups=[group])
             )
             for batch in batches:
                 yield check_batch(batch, where, sub, first_row=rows_before, parquet=True)
