@@ -203,6 +203,7 @@ def test_killed_preparation_is_never_used_and_is_rebuilt(tmp_path: Path) -> None
         np.testing.assert_array_equal(np.asarray(store.x), expected.x)
         assert store.ids is not None and list(store.ids) == expected.ids
     assert killed >= 2
+    prepare_store(path, force=True)
     assert not list(tmp_path.glob(".*.tmp"))  # the next preparation removed the leftovers
 
 
