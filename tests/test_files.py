@@ -347,3 +347,107 @@ def test_datamodule_errors(tmp_path: Path, case: str) -> None:
         FileDataModule(**make(tmp_path))  # type: ignore[arg-type]
     assert expected.format(p=tmp_path) in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+# -- .csv and .parquet read by pyarrow: the same results and the same errors -----------------------------
+def _long_table(path: Path, rows: list[list[object]], header: list[str]) -> Path:
+    """Write ``rows`` as CSV or Parquet, by ``path``'s suffix."""
+    if path.suffix == ".csv":
+        return _write_csv(path, rows, header)
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    columns = {name: [row[i] for row in rows] for i, name in enumerate(header)}
+    pq.write_table(pa.table(columns), path, row_group_size=3)  # several row groups
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_long_format_any_row_order_variable_lengths(tmp_path: Path, suffix: str) -> None:
+    rng = np.random.default_rng(6)
+    lengths = np.array([4, 1, 3, 2, 4])
+    x = rng.standard_normal((5, 4, 2)).astype(np.float32)
+    labels = ["up", "down", "up", "flat", "down"]
+    rows = _long_rows(x, lengths, labels)
+    shuffled = [rows[i] for i in rng.permutation(len(rows))]  # rows in any order: time restores the steps
+    path = _long_table(tmp_path / f"t{suffix}", shuffled, ["sequence_id", "label", "time", "a", "b"])
+    data = read_sequences(path, require_labels=True)
+    assert data.ids is not None
+    order = [int(i[1:]) for i in data.ids]  # ids as text, in order of first appearance
+    assert sorted(order) == list(range(5))
+    assert data.lengths is not None and data.lengths.tolist() == lengths[order].tolist()
+    for k, n in enumerate(order):
+        np.testing.assert_array_equal(data.x[k, : lengths[n]], x[n, : lengths[n]])
+        assert not data.x[k, lengths[n] :].any()  # zero padding
+    assert data.labels is not None and list(data.labels) == [labels[n] for n in order]
+
+
+def test_parquet_integer_ids_and_labels(tmp_path: Path) -> None:
+    rows = [[7, 2, 0.5], [7, 2, 1.5], [3, 10, 2.5], [3, 10, 3.5]]
+    path = _long_table(tmp_path / "i.parquet", rows, ["sequence_id", "label", "x"])
+    data = read_sequences(path, require_labels=True)
+    assert data.ids == ["7", "3"]
+    assert data.labels is not None and data.labels.dtype == np.int64 and data.labels.tolist() == [2, 10]
+    np.testing.assert_array_equal(data.x[:, :, 0], [[0.5, 1.5], [2.5, 3.5]])
+
+
+def test_csv_and_parquet_read_the_same(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    lengths = rng.integers(1, 7, 40)
+    x = rng.standard_normal((40, 6, 3)).round(4)
+    rows = _long_rows(x, lengths, [str(v) for v in rng.integers(0, 3, 40)])
+    header = ["sequence_id", "label", "time", "f1", "f2", "f3"]
+    a = read_sequences(_long_table(tmp_path / "a.csv", rows, header), require_labels=True)
+    b = read_sequences(_long_table(tmp_path / "a.parquet", rows, header), require_labels=True)
+    np.testing.assert_array_equal(a.x, b.x)
+    assert a.ids == b.ids and a.labels is not None and b.labels is not None
+    assert a.labels.tolist() == b.labels.tolist() and a.labels.dtype == np.int64  # "0", "1" are integers
+
+
+PARQUET_ERRORS = {
+    "no_id": ([["a", 0, 1.0]], ["id", "label", "x"], "no 'sequence_id' column"),
+    "no_features": ([["a", 0]], ["sequence_id", "label"], "no feature columns"),
+    "no_label": ([["a", 1.0]], ["sequence_id", "x"], "has no labels"),
+    "text_feature": ([["a", 0, "1.0"], ["a", 0, "abc"]], ["sequence_id", "label", "x"], "row 1, column 'x': 'abc'"),
+    "null_feature": ([["a", 0, 1.0], ["a", 0, None]], ["sequence_id", "label", "x"], "row 1, column 'x'"),
+    "nan": ([["a", 0, 1.0], ["a", 0, float("nan")]], ["sequence_id", "label", "x"], "NaN or Inf"),
+    "inf": ([["a", 0, float("inf")]], ["sequence_id", "label", "x"], "NaN or Inf"),
+    "two_labels": ([["a", 0, 1.0], ["a", 1, 2.0]], ["sequence_id", "label", "x"], "sequence 'a' has two labels"),
+    "float_labels": ([["a", 0.5, 1.0]], ["sequence_id", "label", "x"], "floating-point"),
+    "empty_id": ([["", 0, 1.0]], ["sequence_id", "label", "x"], "row 0 has an empty sequence_id"),
+    "duplicate_time": (
+        [["a", 0, 1, 1.0], ["a", 0, 1, 2.0]],
+        ["sequence_id", "label", "time", "x"],
+        "repeats a value of 'time'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARQUET_ERRORS))
+def test_bad_parquet_gives_one_line_error(tmp_path: Path, case: str) -> None:
+    rows, header, expected = PARQUET_ERRORS[case]
+    path = _long_table(tmp_path / "bad.parquet", rows, header)
+    with pytest.raises(UserInputError) as caught:
+        read_sequences(path, require_labels=True, param="data.train_file")
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"data.train_file {path}"), message
+    assert expected in message, message
+
+
+def test_not_a_parquet_file(tmp_path: Path) -> None:
+    path = _touch(tmp_path / "x.parquet", b"PAR1 but not really")
+    with pytest.raises(UserInputError, match=r"x.parquet: not a readable Parquet file"):
+        read_sequences(path, require_labels=True)
+
+
+def test_csv_errors_in_a_later_block_name_the_right_line(tmp_path: Path) -> None:
+    lines = ["sequence_id,label,x"] + [f"s{i // 10},0,{i}.5" for i in range(300_000)]
+    lines[250_001] = "s25000,0,oops"  # file line 250002
+    path = _touch(tmp_path / "big.csv", ("\n".join(lines) + "\n").encode())
+    with pytest.raises(UserInputError, match=r"line 250002, column 'x': 'oops' is not a number"):
+        read_sequences(path, require_labels=True)
+
+
+def test_csv_not_utf8(tmp_path: Path) -> None:
+    path = _touch(tmp_path / "b.csv", b"sequence_id,label,x\n\xff\xfe,0,1\n")
+    with pytest.raises(UserInputError, match="not UTF-8 text"):
+        read_sequences(path, require_labels=True)

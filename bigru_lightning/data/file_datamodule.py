@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ from sklearn.model_selection import train_test_split
 
 from bigru_lightning.data.base import SequenceDataModule, SequenceSplit
 from bigru_lightning.data.files import SequenceFile, read_sequences
+from bigru_lightning.data.store import LazyArray, TensorRows
 from bigru_lightning.errors import UserInputError
 
 _CHUNK = 4096  # sequences per chunk when fitting the standardisation
@@ -41,6 +43,9 @@ class FileDataModule(SequenceDataModule):
             one step. For files of more than a few hundred sequences give e.g. 64 or 256.
         seed: Seed of the splits and of the per-epoch shuffle.
         device_cache_mb: On an accelerator, data up to this size is moved there once.
+        store: Read .csv/.parquet files through the memory-mapped store (prepared once, cached next
+            to the file as ``<file>.bigru-store``; batches are read from it on demand, so data larger
+            than memory trains in bounded memory). None: for files of 1 GiB or more.
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class FileDataModule(SequenceDataModule):
         batch_size: int | None = None,
         seed: int = 42,
         device_cache_mb: float = 2048.0,
+        store: bool | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, device_cache_mb=device_cache_mb)
         self.save_hyperparameters()
@@ -67,9 +73,9 @@ class FileDataModule(SequenceDataModule):
                 f"got {val_fraction} + {test_fraction}"
             )
         self.standardize = bool(standardize)
-        self.train_file = read_sequences(train_file, require_labels=True, param="data.train_file")
-        self.val_file = read_sequences(val_file, True, "data.val_file") if val_file is not None else None
-        self.test_file = read_sequences(test_file, True, "data.test_file") if test_file is not None else None
+        self.train_file = read_sequences(train_file, True, "data.train_file", store)
+        self.val_file = read_sequences(val_file, True, "data.val_file", store) if val_file is not None else None
+        self.test_file = read_sequences(test_file, True, "data.test_file", store) if test_file is not None else None
         self.num_features = self.train_file.num_features
         for name, other in (("data.val_file", self.val_file), ("data.test_file", self.test_file)):
             if other is not None and other.num_features != self.num_features:
@@ -94,14 +100,15 @@ class FileDataModule(SequenceDataModule):
     def _targets(self, data: SequenceFile, param: str) -> np.ndarray:
         """Class indices of ``data``'s labels; a label the training file lacks is an error."""
         assert data.labels is not None
-        names = [str(v) for v in data.labels]
+        values, inverse = np.unique(data.labels, return_inverse=True)  # vectorised: no Python object per sequence
+        names = [str(v) for v in values]
         unknown = sorted(set(names) - set(self.class_index))
         if unknown:
             raise UserInputError(
                 f"{param} {data.path}: labels {', '.join(unknown[:5])} do not occur in data.train_file "
                 f"(its classes: {', '.join(self.label_names)})"
             )
-        return np.array([self.class_index[name] for name in names], dtype=np.int64)
+        return np.array([self.class_index[name] for name in names], dtype=np.int64)[inverse.reshape(-1)]
 
     def _split_indices(
         self, val_fraction: float, test_fraction: float
@@ -177,6 +184,15 @@ def _sorted(index: np.ndarray | None) -> np.ndarray | None:
 
 def _take(data: SequenceFile, targets: np.ndarray, index: np.ndarray | None, variable: bool) -> SequenceSplit:
     """The rows ``index`` of ``data`` (all rows when None) as a split; lengths when any file has them."""
+    if isinstance(data.x, LazyArray):  # the store: rows are read per batch, never all at once
+        rows = cast(torch.Tensor, TensorRows(data.x, index))  # duck-typed: shape, slicing, index_select
+        y = torch.from_numpy(targets if index is None else targets[index])
+        lengths = None
+        if data.lengths is not None:
+            lengths = torch.from_numpy(data.lengths if index is None else data.lengths[index])
+        if variable and lengths is None:
+            lengths = torch.full((rows.shape[0],), rows.shape[1], dtype=torch.int64)
+        return SequenceSplit(rows, y, lengths)
     if index is None:
         x = torch.from_numpy(np.asarray(data.x))  # the whole file: a memory map stays mapped
         y = torch.from_numpy(targets)

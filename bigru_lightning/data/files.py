@@ -1,4 +1,4 @@
-"""Readers for the user's own sequence files, chosen by suffix: ``.npz``, ``.csv`` (long format), ``.ts``.
+"""Readers for the user's own sequence files, chosen by suffix: ``.npz``, ``.csv``/``.parquet`` (long), ``.ts``.
 
 Every reader returns one :class:`SequenceFile`: sequences stacked as ``(N, T, F)`` float32, padded
 with zeros at the end, the true ``lengths`` where they differ, the raw ``labels`` (ints or strings)
@@ -12,31 +12,41 @@ Formats:
     strings), optional ``lengths`` (N,) (ints in [1, T]) and ``sequence_id`` (N,). Members stored
     uncompressed (``np.savez``) are memory-mapped rather than read whole.
 
-    ``.csv``: one row per time step, columns ``sequence_id``, ``label`` and optionally ``time``
-    (the order of steps within a sequence; without it, the file's order), every other column a
-    numeric feature. Sequences may have different lengths.
+    ``.csv`` and ``.parquet`` (long format, read by pyarrow, see :mod:`.readers`): one row per time
+    step, columns ``sequence_id``, ``label`` and optionally ``time`` (the order of steps within a
+    sequence; without it, the file's order), every other column a numeric feature. Rows may come in
+    any order; sequences may have different lengths. Files larger than memory: :mod:`.store`.
 
     ``.ts``: the UCR/UEA time series classification format, read by ``aeon`` (``pip install .[ts]``).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import struct
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from bigru_lightning.data.readers import CSV_ID as CSV_ID
+from bigru_lightning.data.readers import CSV_LABEL
+from bigru_lightning.data.readers import CSV_TIME as CSV_TIME
 from bigru_lightning.errors import UserInputError
 
-SUFFIXES = (".npz", ".csv", ".ts")
-ACCEPTED = "accepted: .npz (X, y[, lengths]), .csv (long format: sequence_id, label[, time], features), .ts (UCR/UEA)"
-CSV_ID, CSV_LABEL, CSV_TIME = "sequence_id", "label", "time"
+if TYPE_CHECKING:
+    from bigru_lightning.data.store import LazyArray
+
+SUFFIXES = (".npz", ".csv", ".parquet", ".pq", ".ts")
+ACCEPTED = (
+    "accepted: .npz (X, y[, lengths]), .csv or .parquet (long format: sequence_id, label[, time], features), "
+    ".ts (UCR/UEA)"
+)
 _CHUNK = 4096  # sequences per chunk when scanning large arrays
+STORE_AUTO_BYTES = 1 << 30  # .csv/.parquet files from this size on are read through the store
 
 
 @dataclass
@@ -49,14 +59,15 @@ class SequenceFile:
         lengths: True length of each sequence, int64, shape (N,), each in [1, T]; None when every
             sequence is T steps long.
         labels: Raw labels, shape (N,), int64 or strings; None when the file has none.
-        ids: Sequence ids as strings, or None when the file has none (then the index identifies them).
+        ids: Sequence ids as strings, or None when the file has none (then the index identifies them);
+            read on demand (``ids[start:stop]``) when the file is read through the store.
         path: The file read.
     """
 
-    x: np.ndarray
+    x: np.ndarray | LazyArray
     lengths: np.ndarray | None
     labels: np.ndarray | None
-    ids: list[str] | None
+    ids: Sequence[str] | None
     path: Path
 
     @property
@@ -75,13 +86,18 @@ class SequenceFile:
         return int(self.x.shape[2])
 
 
-def read_sequences(path: str | Path, require_labels: bool, param: str = "data.train_file") -> SequenceFile:
+def read_sequences(
+    path: str | Path, require_labels: bool, param: str = "data.train_file", store: bool | None = None
+) -> SequenceFile:
     """Read a sequence file, chosen by its suffix, and validate it.
 
     Args:
-        path: A ``.npz``, ``.csv`` or ``.ts`` file.
+        path: A ``.npz``, ``.csv``, ``.parquet`` or ``.ts`` file.
         require_labels: Refuse a file without labels (training needs them; prediction does not).
         param: The parameter that named the file, for error messages (e.g. ``data.train_file``).
+        store: For ``.csv``/``.parquet``: read through the memory-mapped store (prepared once and
+            cached next to the file, see :mod:`.store`) instead of into memory; then ``x`` and
+            ``ids`` are read lazily. None: when the file is at least ``STORE_AUTO_BYTES`` large.
 
     Raises:
         UserInputError: The file is missing, empty, of an unknown format or malformed.
@@ -101,10 +117,12 @@ def read_sequences(path: str | Path, require_labels: bool, param: str = "data.tr
         raise UserInputError(f"{where}: cannot be read ({error.strerror or error})") from error
     if size == 0:
         raise UserInputError(f"{where}: the file is empty; {ACCEPTED}")
+    if suffix in (".csv", ".parquet", ".pq") and (store or (store is None and size >= STORE_AUTO_BYTES)):
+        return _read_store(file, where, require_labels)
     if suffix == ".npz":
         result = _read_npz(file, where)
-    elif suffix == ".csv":
-        result = _read_csv(file, where)
+    elif suffix in (".csv", ".parquet", ".pq"):
+        result = _read_table(file, where)
     else:
         result = _read_ts(file, where)
     _validate(result, where, require_labels)
@@ -150,7 +168,7 @@ def _label_hint(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return "an array 'y' of shape (N,)"
-    if suffix == ".csv":
+    if suffix in (".csv", ".parquet", ".pq"):
         return f"a '{CSV_LABEL}' column"
     return "a .ts file with @classLabel true and a label after each case"
 
@@ -287,89 +305,33 @@ def _memmap_stored_npy(file: Path, info: zipfile.ZipInfo) -> np.ndarray | None:
     return mapped
 
 
-# -- .csv (long format) ----------------------------------------------------------------------------
-def _read_csv(file: Path, where: str) -> SequenceFile:
-    try:
-        with file.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except UnicodeDecodeError as error:
-        raise UserInputError(f"{where}: not UTF-8 text; a .csv file must be text") from error
-    except csv.Error as error:
-        raise UserInputError(f"{where}: malformed CSV ({error})") from error
-    rows = [row for row in rows if row]  # blank lines
-    if not rows:
-        raise UserInputError(f"{where}: the file is empty; {ACCEPTED}")
-    header = [name.strip() for name in rows[0]]
-    if CSV_ID not in header:
-        raise UserInputError(
-            f"{where}: no '{CSV_ID}' column (columns: {', '.join(header)}); long format needs "
-            f"{CSV_ID}, {CSV_LABEL}, optional {CSV_TIME}, then feature columns"
-        )
-    if len(set(header)) != len(header):
-        raise UserInputError(f"{where}: repeated column names in the header ({', '.join(header)})")
-    id_col = header.index(CSV_ID)
-    label_col = header.index(CSV_LABEL) if CSV_LABEL in header else None
-    time_col = header.index(CSV_TIME) if CSV_TIME in header else None
-    feature_cols = [i for i, name in enumerate(header) if name not in (CSV_ID, CSV_LABEL, CSV_TIME)]
-    if not feature_cols:
-        raise UserInputError(f"{where}: no feature columns (every column besides {CSV_ID}, {CSV_LABEL}, {CSV_TIME})")
-    if len(rows) < 2:
-        raise UserInputError(f"{where}: a header but no data rows")
-    steps: dict[str, list[tuple[float, list[float]]]] = {}
-    labels: dict[str, str] = {}
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise UserInputError(
-                f"{where}: line {line} has {len(row)} fields; the header has {len(header)} (ragged CSV)"
-            )
-        seq_id = row[id_col].strip()
-        if not seq_id:
-            raise UserInputError(f"{where}: line {line} has an empty {CSV_ID}")
-        try:
-            values = [float(row[i]) for i in feature_cols]
-        except ValueError:
-            bad = next(i for i in feature_cols if not _is_float(row[i]))
-            raise UserInputError(
-                f"{where}: line {line}, column '{header[bad]}': {row[bad]!r} is not a number "
-                "(every column besides sequence_id, label and time is a numeric feature)"
-            ) from None
-        order = float(len(steps.get(seq_id, ())))
-        if time_col is not None:
-            if not _is_float(row[time_col]):
-                raise UserInputError(f"{where}: line {line}, column '{CSV_TIME}': {row[time_col]!r} is not a number")
-            order = float(row[time_col])
-        steps.setdefault(seq_id, []).append((order, values))
-        if label_col is not None:
-            label = row[label_col].strip()
-            if label == "":
-                raise UserInputError(f"{where}: line {line} has an empty {CSV_LABEL}")
-            previous = labels.setdefault(seq_id, label)
-            if previous != label:
-                raise UserInputError(
-                    f"{where}: sequence {seq_id!r} has two labels ({previous!r}, {label!r} on line {line}); "
-                    "one label per sequence"
-                )
-    ids = list(steps)
-    lengths = np.array([len(steps[i]) for i in ids], dtype=np.int64)
-    x = np.zeros((len(ids), int(lengths.max()), len(feature_cols)), dtype=np.float32)
-    for n, seq_id in enumerate(ids):
-        sequence = steps[seq_id]
-        if time_col is not None:
-            times = [order for order, _ in sequence]
-            if len(set(times)) != len(times):
-                raise UserInputError(f"{where}: sequence {seq_id!r} repeats a value of '{CSV_TIME}'")
-            sequence = sorted(sequence, key=lambda step: step[0])
-        x[n, : len(sequence)] = [values for _, values in sequence]
-    label_array = normalise_labels(np.array([labels[i] for i in ids]), where) if label_col is not None else None
-    return SequenceFile(x=x, lengths=lengths, labels=label_array, ids=ids, path=file)
+def _read_store(file: Path, where: str, require_labels: bool) -> SequenceFile:
+    """The file through its memory-mapped store: x and ids lazily, lengths and labels in memory."""
+    from bigru_lightning.data.store import open_store
+
+    store = open_store(file, where)
+    labels = None
+    if store.labels is not None:
+        labels = np.asarray(store.label_names)[store.labels[:]]
+    elif require_labels:
+        raise UserInputError(f"{where}: the file has no labels; training needs them ({_label_hint(file)})")
+    lengths: np.ndarray | None = store.lengths[:]
+    assert lengths is not None
+    if int(lengths.min()) == store.x.shape[1]:
+        lengths = None
+    return SequenceFile(x=store.x, lengths=lengths, labels=labels, ids=store.ids, path=file)
 
 
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+# -- .csv and .parquet (long format, read by pyarrow) -----------------------------------------------
+def _read_table(file: Path, where: str) -> SequenceFile:
+    from bigru_lightning.data import readers
+
+    layout = readers.read_layout(file, where)
+    table = readers.read_long_table(file, where, layout)
+    padded = readers.table_to_sequences(table, where, layout, parquet=readers.is_parquet(file))
+    del table
+    labels = normalise_labels(padded.labels, where) if padded.labels is not None else None
+    return SequenceFile(x=padded.x, lengths=padded.lengths, labels=labels, ids=padded.ids, path=file)
 
 
 # -- .ts (UCR/UEA, through aeon) -------------------------------------------------------------------
