@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -136,6 +137,9 @@ def test_sigkill_at_random_moments_while_writing_leaves_a_whole_checkpoint(tmp_p
     rng = random.Random(7)
     for _kill in range(5):
         pid, progress = _forked(work)
+        if not select.select([progress], [], [], 120)[0]:  # a hung child fails the test instead of hanging it
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the writing child made no progress in 120 s")
         assert os.read(progress, 1) == b"."  # one write finished
         time.sleep(rng.uniform(0.0, 0.2))
         os.kill(pid, signal.SIGKILL)
