@@ -38,7 +38,7 @@ def test_class_weights_validation() -> None:
 
 def test_trains_and_reloads_from_checkpoint_without_cli(tmp_path: Path) -> None:
     pl.seed_everything(0)
-    dm = GaussianDataModule(samples_per_class=40, batch_size=16)
+    dm = GaussianDataModule(samples_per_class=40, batch_size=16, means=[0.15, -0.15])  # optimum about 75 %
     model = BiGRUClassifier(input_size=1, num_classes=2, hidden_size=8, pooling="mean")
     model.label_names = ["pos", "neg"]
     trainer = pl.Trainer(
@@ -46,9 +46,19 @@ def test_trains_and_reloads_from_checkpoint_without_cli(tmp_path: Path) -> None:
     )
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 2 * 4  # 64 training sequences, batches of 16
+    val_acc = float(trainer.callback_metrics["val/acc"])  # the last validation ran with the final weights
     results = trainer.test(model, datamodule=dm, verbose=False)[0]
     assert set(results) == {"test/loss", "test/acc", "test/f1", "test/auroc"}
-    assert 0.0 <= results["test/acc"] <= 1.0
+    # val/acc and test/acc are the share of sequences whose most probable class is the label
+    for split, loader, logged in (
+        (dm.val_split, dm.val_dataloader(), val_acc),
+        (dm.test_split, dm.test_dataloader(), results["test/acc"]),
+    ):
+        probabilities = torch.cat(trainer.predict(model, dataloaders=loader))  # type: ignore[arg-type]
+        assert split is not None and probabilities.shape == (len(split), 2)
+        expected = (probabilities.argmax(dim=1) == split.y).float().mean().item()
+        assert 0.0 < expected < 1.0  # a task hard enough that a wrong count would show
+        assert logged == pytest.approx(expected, abs=1e-6)
     ckpt = tmp_path / "model.ckpt"
     trainer.save_checkpoint(ckpt)
     restored = BiGRUClassifier.load_from_checkpoint(ckpt)
