@@ -190,13 +190,17 @@ class BiGRUCLI(LightningCLI):
         logger = self.trainer.logger
         if not isinstance(logger, TensorBoardLogger) or not self.trainer.is_global_zero:
             return
+        if "test/bayes_acc" in metrics:
+            logger.log_metrics({"test/bayes_acc": metrics["test/bayes_acc"]}, step=self.trainer.global_step)
+        write_hparams_entry(logger, *self.hparams_entry(metrics))
+        logger.finalize("success")
+
+    def hparams_entry(self, metrics: dict[str, float]) -> tuple[dict[str, Any], dict[str, float]]:
+        """The hyper-parameters and metrics of this run's TensorBoard HParams entry (subclasses add theirs)."""
         params: dict[str, Any] = {"model": dict(self.model.hparams)}
         if self.datamodule is not None:
             params["data"] = dict(self.datamodule.hparams)
-        if "test/bayes_acc" in metrics:
-            logger.log_metrics({"test/bayes_acc": metrics["test/bayes_acc"]}, step=self.trainer.global_step)
-        write_hparams_entry(logger, params, metrics)
-        logger.finalize("success")
+        return params, metrics
 
 
 def check_accelerator(accelerator: str) -> None:
@@ -322,9 +326,9 @@ def _user_error(message: str) -> SystemExit:
     return SystemExit(2)
 
 
-def make_cli(argv: Sequence[str]) -> BiGRUCLI:
+def make_cli(argv: Sequence[str], cli_class: type[BiGRUCLI] = BiGRUCLI) -> BiGRUCLI:
     """Parse ``argv`` (already expanded) and instantiate model, data and trainer, without running."""
-    return BiGRUCLI(
+    return cli_class(
         BiGRUClassifier,
         SequenceDataModule,
         subclass_mode_data=True,
