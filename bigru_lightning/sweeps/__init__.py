@@ -9,10 +9,13 @@ command share it, and a study that was interrupted continues when the command is
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import optuna
@@ -126,11 +129,13 @@ def check_trial_args(space: SearchSpace, metric: str, fit_args: list[str]) -> Pa
     check_config_files(fit_args)
     base = fixed_args(metric, fit_args)
     try:
-        cli = make_cli([*base, *option_args(space.examples())])
+        with _quiet_lightning():
+            cli = make_cli([*base, *option_args(space.examples())])
     except Exception as error:
         if find_user_error(error) is None:
             raise
-        make_cli(base)  # the fixed part alone: its own error, as fit.py reports it
+        with _quiet_lightning():
+            make_cli(base)  # the fixed part alone: its own error, as fit.py reports it
         raise UserInputError(f"--search_space {space.path}: {one_line(find_user_error(error) or error)}") from error
     for variant in _value_variants(space):
         try:
@@ -142,6 +147,20 @@ def check_trial_args(space: SearchSpace, metric: str, fit_args: list[str]) -> Pa
     if root is None:
         raise UserInputError("--trainer.logger: tune.py needs a logger (each trial is a run folder), got none")
     return Path(root)
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Hold back Lightning's set-up messages (seed, devices) while a trial's run is only checked."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _value_variants(space: SearchSpace) -> list[dict[str, object]]:
@@ -208,6 +227,7 @@ def main(args: Sequence[str] | None = None) -> optuna.Study:
         raise SystemExit(0)
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     _quiet_known_warnings()
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     try:
         return tune(argv)
     except Exception as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def run_trial(trial: optuna.Trial, space: SearchSpace, metric: str, fit_args: Se
     cli.trainer.callbacks.extend([best, PyTorchLightningPruningCallback(trial, monitor=metric)])
     run_dir = claim_run_folder(cli.trainer.logger)
     trial.set_user_attr("run_dir", str(run_dir))
-    trial.set_user_attr("host", os.uname().nodename)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     try:
         cli.run()
     except optuna.TrialPruned:
