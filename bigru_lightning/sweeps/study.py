@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,11 +10,13 @@ from pathlib import Path
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bigru_lightning.errors import UserInputError
 from bigru_lightning.sweeps.trial import SurplusTrialError
 
 DEFAULT_STORAGE_FILE = "optuna.db"
+SCHEMA_ATTEMPTS = 5
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -28,19 +31,31 @@ def open_storage(url: str, heartbeat: int) -> RDBStorage:
     A trial whose process has not sent a heartbeat for ``3 * heartbeat`` seconds is marked failed and
     its options are queued again (once), so a study that was killed continues where it stopped.
     """
-    try:
-        return RDBStorage(
-            url,
-            heartbeat_interval=heartbeat,
-            grace_period=3 * heartbeat,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-        )
-    except Exception as error:  # SQLAlchemy and its drivers fail with many exception types
-        detail = " ".join(str(error).split("\n")[0].split())[:200]
-        raise UserInputError(
-            f"--storage {url}: cannot be opened ({type(error).__name__}: {detail}); accepted: a database URL "
-            "that Optuna opens, e.g. sqlite:///study.db or postgresql://user:password@host/database"
-        ) from error
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat,
+                grace_period=3 * heartbeat,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+        except (IntegrityError, OperationalError) as error:
+            # Processes opening a new database at once race to create its tables: the losers try again.
+            racing = isinstance(error, IntegrityError) or "already exists" in str(error) or "locked" in str(error)
+            if not racing or attempt == SCHEMA_ATTEMPTS - 1:
+                raise _cannot_open(url, error) from error
+            time.sleep(0.5 + random.random())
+        except Exception as error:  # SQLAlchemy and its drivers fail with many exception types
+            raise _cannot_open(url, error) from error
+    raise AssertionError("unreachable")
+
+
+def _cannot_open(url: str, error: Exception) -> UserInputError:
+    detail = " ".join(str(error).split("\n")[0].split())[:200]
+    return UserInputError(
+        f"--storage {url}: cannot be opened ({type(error).__name__}: {detail}); accepted: a database URL "
+        "that Optuna opens, e.g. sqlite:///study.db or postgresql://user:password@host/database"
+    )
 
 
 def fill_study(

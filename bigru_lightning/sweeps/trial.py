@@ -19,6 +19,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 
 from bigru_lightning.cli import BiGRUCLI, make_cli
 from bigru_lightning.errors import UserInputError
+from bigru_lightning.figure_logger import TestFigureLogger
 from bigru_lightning.sweeps.space import SearchSpace, option_args
 
 #: Metrics a study may optimise, with their direction.
@@ -81,7 +82,10 @@ def run_trial(trial: optuna.Trial, space: SearchSpace, metric: str, fit_args: Se
     assert isinstance(cli, TrialCLI)
     best = BestMetric(metric)
     cli.trial_number, cli.searched, cli.best = trial.number, searched, best
-    cli.trainer.callbacks.extend([best, PyTorchLightningPruningCallback(trial, monitor=metric)])
+    # The test figures (confusion matrix, ROC) cost more than a small trial's training: the best trial's
+    # reproduced run draws them. Callbacks are not part of config.yaml, so the run reproduces all the same.
+    callbacks = [c for c in cli.trainer.callbacks if not isinstance(c, TestFigureLogger)]  # type: ignore[attr-defined]
+    cli.trainer.callbacks = [*callbacks, best, PyTorchLightningPruningCallback(trial, monitor=metric)]
     run_dir = claim_run_folder(cli.trainer.logger)
     trial.set_user_attr("run_dir", str(run_dir))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
