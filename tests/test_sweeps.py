@@ -1,9 +1,10 @@
-"""scripts/tune.py: Optuna studies of fit runs: a study, reproducing its best trial, sharing, resuming, pruning, errors."""
+"""scripts/tune.py: a study of fit runs, reproducing its best trial, sharing, resuming, pruning, bad input."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from bigru_lightning.cli import main as fit_main
 from bigru_lightning.sweeps import main as tune_main
 from bigru_lightning.sweeps import split_args
+from bigru_lightning.sweeps.space import load_search_space, option_args
 
 TUNE = str(REPO / "scripts" / "tune.py")
 SMALL_RUN = ["--trainer.max_epochs=3", "--data.init_args.samples_per_class=30"]
@@ -62,6 +64,25 @@ def test_split_args_separates_tune_options_from_fit_options() -> None:
     )
     assert tune == ["--search_space", "s.yaml", "--pruner", "NopPruner", "--pruner.x=1", "--n_trials=3"]
     assert fit == ["--model.hidden_size=8"]
+
+
+def test_search_space_reads_ranges_log_scales_and_choices_of_lists(tmp_path: Path) -> None:
+    text = (
+        "model.hidden_size: {low: 8, high: 64, log: true}\nmodel.dropout: {low: 0.0, high: 0.5, step: 0.25}\n"
+        "optimizer.lr: {low: 1.0e-4, high: 1.0e-1, log: true}\nmodel.conv_channels: [null, [64, 128, 64]]\n"
+    )
+    space = load_search_space(_space(tmp_path, text))
+    hidden, dropout, lr, channels = space.dimensions
+    assert len(channels.choices) == 2
+    assert (hidden.integer, hidden.log, dropout.integer, lr.integer, lr.log) == (True, True, False, False, True)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [space.suggest(study.ask()) for _ in range(20)]
+    assert all(8 <= d["model.hidden_size"] <= 64 and isinstance(d["model.hidden_size"], int) for d in drawn)
+    assert {d["model.dropout"] for d in drawn} <= {0.0, 0.25, 0.5}
+    assert all(1e-4 <= d["optimizer.lr"] <= 1e-1 for d in drawn)
+    assert {json.dumps(d["model.conv_channels"]) for d in drawn} == {"null", "[64, 128, 64]"}
+    args = option_args({"model.conv_channels": [64, 128, 64], "model.pooling": "mean", "data.batch_size": None})
+    assert args == ["--model.conv_channels=[64, 128, 64]", "--model.pooling=mean", "--data.batch_size=null"]
 
 
 def test_six_trial_study_and_its_best_config_reproduces_the_metric(
@@ -172,11 +193,10 @@ def test_a_killed_study_continues_with_the_same_command(in_tmp: Path, capsys: py
 def test_pruning_stops_a_hopeless_trial_early(in_tmp: Path) -> None:
     space = _space(in_tmp, "optimizer.lr: {choices: [0.05, 1.0e-6]}\n")
     max_epochs = 8
-    study = tune_main(
-        ["--search_space", space, "--n_trials", "2", "--sampler", "BruteForceSampler", "--sampler.seed", "0"]
-        + ["--pruner", "ThresholdPruner", "--pruner.upper", "0.6", "--pruner.n_warmup_steps", "2"]
-        + [f"--trainer.max_epochs={max_epochs}", "--data.init_args.samples_per_class=30"]
-    )
+    sampler = ["--sampler", "BruteForceSampler", "--sampler.seed", "0"]
+    pruner = ["--pruner", "ThresholdPruner", "--pruner.upper", "0.6", "--pruner.n_warmup_steps", "2"]
+    run = [f"--trainer.max_epochs={max_epochs}", "--data.init_args.samples_per_class=30"]
+    study = tune_main(["--search_space", space, "--n_trials", "2", *sampler, *pruner, *run])
     by_lr = {t.params["optimizer.lr"]: t for t in study.trials}
     hopeless, good = by_lr[1.0e-6], by_lr[0.05]
     assert hopeless.state == optuna.trial.TrialState.PRUNED

@@ -39,7 +39,17 @@ from bigru_lightning.sweeps.trial import METRICS, fixed_args, run_trial
 __all__ = ["main", "make_parser", "split_args"]
 
 #: Options that belong to tune.py; every other option is passed to each trial's fit run.
-TUNE_OPTIONS = ("search_space", "n_trials", "timeout", "metric", "study_name", "storage", "pruner", "sampler", "heartbeat")
+TUNE_OPTIONS = (
+    "search_space",
+    "n_trials",
+    "timeout",
+    "metric",
+    "study_name",
+    "storage",
+    "pruner",
+    "sampler",
+    "heartbeat",
+)
 
 
 def make_parser() -> ArgumentParser:
@@ -53,10 +63,18 @@ def make_parser() -> ArgumentParser:
             "see `python scripts/fit.py --help`."
         ),
     )
-    parser.add_argument("--search_space", type=str, required=True, help="YAML file of searched options (configs/search/).")
-    parser.add_argument("--n_trials", type=int, default=20, help="Finished trials the study should have, all processes together.")
-    parser.add_argument("--timeout", type=float | None, default=None, help="Start no new trial after this many seconds.")
-    parser.add_argument("--metric", type=str, default="val/loss", help=f"Best validation value of one of {list(METRICS)}.")
+    parser.add_argument(
+        "--search_space", type=str, required=True, help="YAML file of searched options (configs/search/)."
+    )
+    parser.add_argument(
+        "--n_trials", type=int, default=20, help="Finished trials the study should have, all processes together."
+    )
+    parser.add_argument(
+        "--timeout", type=float | None, default=None, help="Start no new trial after this many seconds."
+    )
+    parser.add_argument(
+        "--metric", type=str, default="val/loss", help=f"Best validation value of one of {list(METRICS)}."
+    )
     parser.add_argument("--study_name", type=str, default="sweep", help="Study name; the same name continues a study.")
     parser.add_argument(
         "--storage",
@@ -159,7 +177,7 @@ def _quiet_lightning() -> Iterator[None]:
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
 

@@ -72,7 +72,8 @@ def _plot(path: Path, study: optuna.Study, metric: str, importance: bool) -> Pat
             axes = optuna_plots.plot_param_importances(study, target_name=metric)
         else:
             axes = optuna_plots.plot_optimization_history(study, target_name=metric)
-    figure = axes.figure
+    figure = axes.get_figure(root=True)
+    assert figure is not None
     figure.set_size_inches(7, 4.5)
     figure.tight_layout()
     buffer = io.BytesIO()

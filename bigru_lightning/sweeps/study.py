@@ -81,13 +81,18 @@ def fill_study(
         if finished + running >= n_trials:
             time.sleep(poll_seconds)
             continue
-        outcome: list[TrialState] = []
-        study.optimize(
-            objective,
-            n_trials=1,
-            catch=(UserInputError, SurplusTrialError),
-            callbacks=[lambda _study, trial: outcome.append(trial.state)],
-        )
+        outcomes: list[TrialState] = []
+        study.optimize(objective, n_trials=1, catch=(UserInputError, SurplusTrialError), callbacks=[_Outcome(outcomes)])
         started += 1
-        failures += outcome == [TrialState.FAIL]
+        failures += outcomes == [TrialState.FAIL]
     return started
+
+
+class _Outcome:
+    """An Optuna callback that keeps the state of each trial this process finished."""
+
+    def __init__(self, states: list[TrialState]) -> None:
+        self.states = states
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.states.append(trial.state)

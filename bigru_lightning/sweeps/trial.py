@@ -6,7 +6,7 @@ import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import optuna
@@ -23,7 +23,7 @@ from bigru_lightning.figure_logger import TestFigureLogger
 from bigru_lightning.sweeps.space import SearchSpace, option_args
 
 #: Metrics a study may optimise, with their direction.
-METRICS = {"val/loss": "minimize", "val/acc": "maximize"}
+METRICS: dict[str, Literal["minimize", "maximize"]] = {"val/loss": "minimize", "val/acc": "maximize"}
 VALUE_TAG = "trial/value"
 
 
@@ -85,7 +85,7 @@ def run_trial(trial: optuna.Trial, space: SearchSpace, metric: str, fit_args: Se
     # The test figures (confusion matrix, ROC) cost more than a small trial's training: the best trial's
     # reproduced run draws them. Callbacks are not part of config.yaml, so the run reproduces all the same.
     callbacks = [c for c in cli.trainer.callbacks if not isinstance(c, TestFigureLogger)]  # type: ignore[attr-defined]
-    cli.trainer.callbacks = [*callbacks, best, PyTorchLightningPruningCallback(trial, monitor=metric)]
+    cli.trainer.callbacks = [*callbacks, best, PyTorchLightningPruningCallback(trial, monitor=metric)]  # type: ignore[attr-defined]
     run_dir = claim_run_folder(cli.trainer.logger)
     trial.set_user_attr("run_dir", str(run_dir))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
