@@ -226,10 +226,10 @@ def tune(args: Sequence[str]) -> optuna.Study:
     results_dir = runs_dir / config.study_name
     try:
         fill_study(study, objective, config.n_trials, config.timeout, poll_seconds=float(config.heartbeat))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         write_results(study, results_dir, config.metric)
         print("Interrupted: run the same command again to continue the study.", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(getattr(interrupt, "exit_code", 130)) from None
     written = write_results(study, results_dir, config.metric)
     for line in describe_best(study, config.metric):
         print(line)

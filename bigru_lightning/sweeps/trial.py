@@ -31,6 +31,14 @@ class SurplusTrialError(RuntimeError):
     """Another process started the study's last trial first: this one is not run."""
 
 
+class TrialInterruptedError(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a trial; ``exit_code`` is 130 or 143 (as the fit command exits)."""
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__()
+        self.exit_code = exit_code
+
+
 class BestMetric(Callback):
     """Keep the best value of ``metric`` over the validation epochs (the trial's value)."""
 
@@ -94,12 +102,12 @@ def run_trial(trial: optuna.Trial, space: SearchSpace, metric: str, fit_args: Se
     except optuna.TrialPruned:
         trial.set_user_attr("best_value", best.value)
         raise
-    except (KeyboardInterrupt, SIGTERMException):
+    except (KeyboardInterrupt, SIGTERMException) as error:
         requeue(trial)
-        raise KeyboardInterrupt from None
+        raise TrialInterruptedError(143 if isinstance(error, SIGTERMException) else 130) from None
     if cli.trainer.interrupted:  # the first Ctrl-C stops Lightning gracefully: the trial is unfinished
         requeue(trial)
-        raise KeyboardInterrupt
+        raise TrialInterruptedError(130)
     if best.value is None:
         raise UserInputError(f"--metric {metric}: the runs do not log it (no validation epoch?)")
     return best.value
