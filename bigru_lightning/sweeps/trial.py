@@ -65,7 +65,10 @@ class TrialCLI(BiGRUCLI):
     best: BestMetric | None = None
 
     def hparams_entry(self, metrics: dict[str, float]) -> tuple[dict[str, Any], dict[str, float]]:
-        """Add ``trial`` (number and searched options) to the params and the trial's value to the metrics."""
+        """Add ``trial`` (number and searched options) to the params and the trial's value to the metrics.
+
+        The value is also logged as the scalar ``trial/value``, which the HParams view reads.
+        """
         params, metrics = super().hparams_entry(metrics)
         params["trial"] = {"number": self.trial_number, **self.searched}
         value = self.best.value if self.best is not None else None
@@ -123,13 +126,15 @@ def check_not_surplus(trial: optuna.Trial, n_trials: int) -> None:
 
 def claim_run_folder(logger: Logger | None) -> Path:
     """Pick this run's ``version_N`` and create it, under a lock so parallel trials never share one."""
-    if logger is None or logger.log_dir is None or logger.root_dir is None:
-        raise UserInputError("--trainer.logger: tune.py needs a logger (each trial is a run folder), got none")
+    if logger is None or logger.root_dir is None:
+        raise UserInputError("--trainer.logger: tune.py needs a logger with a folder (each trial is a run), got none")
     root = Path(logger.root_dir)
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(root / ".tune.lock"):
-        _ = logger.version  # the logger lists the existing version_* folders here
-        run_dir = Path(logger.log_dir)
+        log_dir = logger.log_dir  # the logger lists the existing version_* folders here, picking the next
+        if log_dir is None:
+            raise UserInputError("--trainer.logger: tune.py needs a logger with a folder (each trial is a run)")
+        run_dir = Path(log_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
