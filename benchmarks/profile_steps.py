@@ -35,7 +35,7 @@ def profile_steps(argv: Sequence[str], warmup: int, steps: int) -> tuple[Any, in
     """Profile ``steps`` training steps after ``warmup`` of the CLI run given by ``argv``; (profiler, steps)."""
     from lightning.pytorch.callbacks import Callback
 
-    from bigru_lightning.cli import _quiet_known_warnings, hand_data_facts_to_model, make_cli
+    from bigru_lightning.cli import hand_data_facts_to_model, make_cli, quiet_known_warnings
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     profiler = profile(activities=activities)
@@ -54,7 +54,7 @@ def profile_steps(argv: Sequence[str], warmup: int, steps: int) -> tuple[Any, in
                     profiler.__exit__(None, None, None)
                     trainer.should_stop = True
 
-    _quiet_known_warnings()
+    quiet_known_warnings()
     window = StepWindow()
     previous = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="bigru-profile-") as folder, contextlib.redirect_stdout(io.StringIO()):

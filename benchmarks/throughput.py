@@ -308,9 +308,9 @@ def run_lightning(cfg: BenchConfig, dataloader: bool = False, model_args: Sequen
     With ``dataloader=True`` the same Trainer and module are fed ``DataLoader(TensorDataset)``.
     ``model_args`` are extra ``--model.*`` options (the model option rows).
     """
-    from bigru_lightning.cli import _quiet_known_warnings, hand_data_facts_to_model, make_cli
+    from bigru_lightning.cli import hand_data_facts_to_model, make_cli, quiet_known_warnings
 
-    _quiet_known_warnings()
+    quiet_known_warnings()
     quiet = contextlib.redirect_stdout(io.StringIO())  # the epoch lines; the plain loop prints none either
     with _in_temp_dir(), quiet, _lightning_log_level(logging.WARNING):
         cli = make_cli(_cli_args(cfg, model_args))

@@ -207,8 +207,12 @@ class BiGRUCLI(LightningCLI):
             return
         if "test/bayes_acc" in metrics:
             logger.log_metrics({"test/bayes_acc": metrics["test/bayes_acc"]}, step=self.trainer.global_step)
-        write_hparams_entry(logger, run_settings(self.trainer, self.model, self.datamodule), metrics)
+        write_hparams_entry(logger, *self.hparams_entry(metrics))
         logger.finalize("success")
+
+    def hparams_entry(self, metrics: dict[str, float]) -> tuple[dict[str, Any], dict[str, float]]:
+        """The settings and metrics of this run's TensorBoard HParams entry (subclasses add theirs)."""
+        return run_settings(self.trainer, self.model, self.datamodule), metrics
 
 
 def accelerators_here() -> list[str]:
@@ -315,7 +319,7 @@ class _DropSeedLine(logging.Filter):
         return not str(record.msg).startswith("Seed set to")
 
 
-def _quiet_known_warnings() -> None:
+def quiet_known_warnings() -> None:
     """Silence Lightning messages that are expected with this design, not user problems."""
     for pattern in (
         r".*configure_optimizers` will be overridden by",
@@ -334,9 +338,9 @@ def _quiet_known_warnings() -> None:
         seed_logger.addFilter(_DropSeedLine())
 
 
-def make_cli(argv: Sequence[str]) -> BiGRUCLI:
+def make_cli(argv: Sequence[str], cli_class: type[BiGRUCLI] = BiGRUCLI) -> BiGRUCLI:
     """Parse ``argv`` (already expanded) and instantiate model, data and trainer, without running."""
-    return BiGRUCLI(
+    return cli_class(
         BiGRUClassifier,
         SequenceDataModule,
         subclass_mode_data=True,
@@ -358,7 +362,7 @@ def make_cli(argv: Sequence[str]) -> BiGRUCLI:
 def main(args: Sequence[str] | None = None) -> dict[str, float]:
     """Run the CLI on ``args`` (default: ``sys.argv[1:]``) and return the test metrics."""
     argv = expand_shorthands(sys.argv[1:] if args is None else args)
-    _quiet_known_warnings()
+    quiet_known_warnings()
     return run_command(lambda: _fit_and_test(argv))
 
 
