@@ -9,27 +9,18 @@ Mistakes end in one ``error:`` line and exit status 2 (``BIGRU_DEBUG=1`` shows t
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from bigru_lightning.cli import DEBUG_ENV, find_user_error, one_line
+from bigru_lightning.app import OptionParser, run_command
 from bigru_lightning.data.store import open_store, prepare_store
-from bigru_lightning.errors import UserInputError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UserInputError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> OptionParser:
     """The command-line options of ``scripts/prepare.py``."""
-    parser = _Parser(prog="prepare.py", description=__doc__.splitlines()[0])
+    parser = OptionParser(prog="prepare.py", description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", help="Long-format .csv or .parquet files.")
     parser.add_argument("--force", action="store_true", help="Prepare again even if the store is up to date.")
     return parser
@@ -37,22 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: Sequence[str] | None = None) -> list[Path]:
     """Prepare every file named in ``args`` (default: ``sys.argv[1:]``); returns the store folders."""
-    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    try:
-        options = build_parser().parse_args(sys.argv[1:] if args is None else list(args))
-        folders = []
-        for file in options.files:
-            start = time.perf_counter()
-            folder = prepare_store(file, where=f"files {file}", force=options.force)
-            store = open_store(file, f"files {file}")
-            seconds = time.perf_counter() - start
-            shape = "x".join(str(d) for d in store.x.shape)
-            print(f"{file}: {shape} (sequences x steps x features) in {folder} ({seconds:.1f} s)")
-            folders.append(folder)
-        return folders
-    except Exception as error:
-        user_error = find_user_error(error)
-        if debug or user_error is None:
-            raise
-        print(f"error: {one_line(user_error)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return run_command(lambda: prepare_files(sys.argv[1:] if args is None else list(args)))
+
+
+def prepare_files(args: list[str]) -> list[Path]:
+    """Prepare the files named in ``args`` and print one line per store."""
+    options = build_parser().parse_args(args)
+    folders = []
+    for file in options.files:
+        start = time.perf_counter()
+        folder = prepare_store(file, where=f"files {file}", force=options.force)
+        store = open_store(file, f"files {file}")
+        seconds = time.perf_counter() - start
+        shape = "x".join(str(d) for d in store.x.shape)
+        print(f"{file}: {shape} (sequences x steps x features) in {folder} ({seconds:.1f} s)")
+        folders.append(folder)
+    return folders
