@@ -195,24 +195,6 @@ def test_checkpoint_with_pickle_payload_is_refused_and_never_runs(
     assert not marker.exists()
 
 
-def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bigru_lightning.resilience import AtomicCheckpointIO
-
-    io = AtomicCheckpointIO()
-    target = tmp_path / "last.ckpt"
-    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, target)
-
-    def crash(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt  # dies in the middle of writing
-
-    monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(KeyboardInterrupt):
-        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, target)
-    monkeypatch.undo()
-    assert torch.equal(torch.load(target, weights_only=True)["state_dict"]["w"], torch.ones(3))
-    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left behind
-
-
 def test_same_config_and_seed_give_identical_metrics(in_tmp: Path) -> None:
     args = ["--trainer.max_epochs", "3", "--model.dropout", "0.2", "--model.num_layers", "2", "--data.batch_size", "16"]
     first = main(args)
