@@ -35,6 +35,7 @@ from torch.optim import Optimizer
 from bigru_lightning.callbacks import EpochLinePrinter, write_hparams_entry
 from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
+from bigru_lightning.data.recipe import apply_recipe, flatten_keys, uses_recipe
 from bigru_lightning.errors import UserInputError
 from bigru_lightning.figure_logger import TestFigureLogger
 from bigru_lightning.module import BiGRUClassifier
@@ -120,10 +121,13 @@ class BiGRUCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse ``args`` (already taken from ``sys.argv`` by :func:`main`, hence no double-source warning)."""
         self.config = parser.parse_args(args)
+        self.given_keys = user_given_keys(parser, args) if uses_recipe(self.config) else set()
 
     def before_instantiate_classes(self) -> None:
         """Check the accelerator, resolve ``--ckpt_path last`` and point the logger at the resumed run."""
         check_accelerator(str(self.config.get("trainer", {}).get("accelerator", "auto")))
+        for choice in apply_recipe(self.config, getattr(self, "given_keys", set())):
+            print(choice.line(), flush=True)
         ckpt_path = self.config.get("ckpt_path")
         if not ckpt_path:
             return
@@ -197,6 +201,11 @@ class BiGRUCLI(LightningCLI):
             logger.log_metrics({"test/bayes_acc": metrics["test/bayes_acc"]}, step=self.trainer.global_step)
         write_hparams_entry(logger, params, metrics)
         logger.finalize("success")
+
+
+def user_given_keys(parser: LightningArgumentParser, args: Any) -> set[str]:
+    """Dotted keys the user set, on the command line or in a ``--config`` file (defaults excluded)."""
+    return flatten_keys(parser.parse_args(args, defaults=False))
 
 
 def check_accelerator(accelerator: str) -> None:
