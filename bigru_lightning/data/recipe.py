@@ -27,8 +27,8 @@ The recipe, and why (measurements in ``docs/recipe.md``):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 BATCH_SHARE = 10  # batch size = training sequences / BATCH_SHARE ...
@@ -136,9 +136,9 @@ def choose_recipe(facts: DataFacts, fixed: Mapping[str, Any] | None = None) -> l
             else f"{n} <= {REFIT_MAX_SEQUENCES} training sequences: all of them train, none held out"
         )
         fraction = choose("data.val_fraction", default_fraction, reason)
-        validate = not isinstance(fraction, (int, float)) or fraction > 0
-        # a bad value is refused by the data module later; the recipe only must not fail on it
-        trained_on = max(1, n - math.ceil(n * fraction)) if validate and 0 < fraction < 1 else n
+        usable = isinstance(fraction, (int, float)) and 0 <= fraction < 1  # others: refused by the data module
+        validate = not usable or fraction > 0
+        trained_on = max(1, n - math.ceil(n * fraction)) if usable and validate else n
     batch = choose("data.batch_size", batch_size(trained_on), f"{trained_on} training sequences / {BATCH_SHARE}")
     batches_per_epoch = math.ceil(trained_on / batch) if isinstance(batch, int) and batch > 0 else 1
     budget = step_budget(facts.max_length)
@@ -206,7 +206,7 @@ def facts_of_files(train_file: str, has_val_file: bool, test_fraction: float | N
 def flatten_keys(tree: Any) -> set[str]:
     """Every dotted key of a (jsonargparse) Namespace, leaves and their parents, ``init_args`` dropped."""
     keys: set[str] = set()
-    for leaf in tree.keys():
+    for leaf in tree.keys():  # noqa: SIM118 (a Namespace iterates differently)
         parts = [part for part in str(leaf).split(".") if part != "init_args"]
         keys |= {".".join(parts[:end]) for end in range(1, len(parts) + 1)}
     return keys
@@ -237,9 +237,9 @@ def apply_recipe(config: Any, given: set[str]) -> list[Choice]:
     if any(key == "optimizer" or key.startswith("optimizer.") for key in given):
         fixed["optimizer"] = config.get("optimizer")
     optimizer = config.get("optimizer")
-    if "optimizer" in fixed and optimizer is not None and optimizer.get("init_args") is not None:
-        if optimizer.init_args.get("lr") is not None:
-            fixed["optimizer.lr"] = optimizer.init_args.lr
+    init_args = optimizer.get("init_args") if "optimizer" in fixed and optimizer is not None else None
+    if init_args is not None and init_args.get("lr") is not None:
+        fixed["optimizer.lr"] = init_args.lr
     for key in given:
         for root in ("lr_scheduler", "trainer.gradient_clip_val", "checkpoint.monitor"):
             if key == root or key.startswith(root + "."):
