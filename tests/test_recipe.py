@@ -144,3 +144,15 @@ def test_variable_length_file_facts(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", X=x, y=np.array([0, 1] * 3), lengths=np.array([5, 30, 12, 7, 9, 10]))
     facts = facts_of_files(str(tmp_path / "d.npz"), has_val_file=False)
     assert (facts.train_sequences, facts.max_length, facts.num_features, facts.num_classes) == (6, 30, 2, 2)
+
+
+def test_val_fraction_zero_trains_on_everything_but_the_test_split(tmp_path: Path) -> None:
+    from bigru_lightning.data import FileDataModule
+
+    x = np.random.default_rng(0).standard_normal((40, 8, 1)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", X=x, y=np.arange(40) % 2)
+    dm = FileDataModule(str(tmp_path / "d.npz"), val_fraction=0.0, test_fraction=0.2)
+    dm.setup("fit")
+    assert dm.train_split is not None and dm.test_split is not None
+    assert (len(dm.train_split), len(dm.test_split)) == (32, 8)
+    assert not dm.has_validation and dm.val_dataloader() == []
