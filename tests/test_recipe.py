@@ -30,6 +30,14 @@ def test_small_file_trains_on_everything_with_batches_of_a_tenth() -> None:
     schedule = values["lr_scheduler"]["init_args"]
     assert schedule["total_steps"] == 300 and schedule["max_lr"] == values["optimizer"]["init_args"]["lr"]
     assert "model.downsample" not in values  # 100 steps: no stride
+    assert values["checkpoint.every_n_epochs"] == 6  # 50 checkpoints, the last epoch among them
+
+
+def test_checkpoint_interval_divides_the_epochs() -> None:
+    from bigru_lightning.data.recipe import checkpoint_interval
+
+    assert checkpoint_interval(10) == 1 and checkpoint_interval(600) == 12
+    assert checkpoint_interval(101) == 1 and checkpoint_interval(150) == 3
 
 
 def test_batch_size_stays_within_bounds_and_never_exceeds_the_data() -> None:

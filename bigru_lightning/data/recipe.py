@@ -41,6 +41,7 @@ LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-2
 WARMUP_SHARE = 0.1
 GRADIENT_CLIP = 1.0
+CHECKPOINTS = 50  # checkpoints written per run at most (each is an fsync'd file write)
 REFIT_MAX_SEQUENCES = 500  # up to this many training sequences: no validation split
 GRU_STEPS = 160  # longer sequences are strided so that the GRU reads at most about this many
 HIDDEN_SIZE = 64
@@ -102,6 +103,15 @@ def step_budget(max_length: int) -> int:
 def downsample(max_length: int) -> int:
     """The stride before the GRU so that it reads at most about :data:`GRU_STEPS` steps (1 = none)."""
     return max(1, math.ceil(max_length / GRU_STEPS))
+
+
+def checkpoint_interval(epochs: int) -> int:
+    """Epochs between checkpoints: at most :data:`CHECKPOINTS` of them, and a divisor of ``epochs``.
+
+    A divisor, so the last epoch is always saved (and tested when there is no validation split).
+    """
+    bound = max(1, epochs // CHECKPOINTS)
+    return max(d for d in range(1, bound + 1) if epochs % d == 0)
 
 
 def choose_recipe(facts: DataFacts, fixed: Mapping[str, Any] | None = None) -> list[Choice]:
@@ -170,6 +180,10 @@ def choose_recipe(facts: DataFacts, fixed: Mapping[str, Any] | None = None) -> l
             },
             f"one cycle over {epochs} epochs: warm-up {WARMUP_SHARE:.0%}, cosine decay to ~0",
         )
+    if isinstance(epochs, int) and epochs > 0:
+        every = checkpoint_interval(epochs)
+        if every > 1:
+            choose("checkpoint.every_n_epochs", every, f"{epochs // every} checkpoints over {epochs} epochs")
     if not validate:
         choose("checkpoint.monitor", None, "no validation split: the last epoch's weights are tested")
     choose("model.hidden_size", HIDDEN_SIZE, "file data")
