@@ -4,7 +4,7 @@ The exported model is the whole predictor: raw (unstandardised) sequences ``x`` 
 (batch, time, features), float32, go in, standardisation by the trained ``feature_mean`` /
 ``feature_std`` happens inside, class probabilities of shape (batch, num_classes) come out. Batch and
 time are dynamic axes. Variable lengths are computed without packing (see
-:mod:`bigru_lightning.exportable`), so padded batches give the same probabilities as PyTorch's packed run.
+:mod:`bigru_lightning.model`), so the exported graph runs the trained network itself.
 
 - ONNX: the graph takes ``x`` only (every sequence fills all ``time`` steps), or, with ``--lengths``,
   ``x`` and ``lengths`` (int64, shape (batch,), each in [1, time]). Output name: ``probabilities``.
@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # torch and Lightning are imported where needed: a bad option
     import numpy as np
     import torch
 
-    from bigru_lightning.exportable import ExportableClassifier
+    from bigru_lightning.model import ExportableClassifier
     from bigru_lightning.module import BiGRUClassifier
 
 FORMATS = ("onnx", "torchscript")
@@ -218,7 +218,7 @@ def export_onnx(model: ExportableClassifier, path: Path, *, with_lengths: bool, 
     import onnx
     import torch
 
-    from bigru_lightning.exportable import FixedLengthGraph, PaddedGraph
+    from bigru_lightning.model import FixedLengthGraph, PaddedGraph
 
     x = torch.randn(EXAMPLE_BATCH, EXAMPLE_TIME, model.input_size)
     lengths = torch.tensor([EXAMPLE_TIME, EXAMPLE_TIME // 2, 1] + [EXAMPLE_TIME] * (EXAMPLE_BATCH - 3))
@@ -364,12 +364,12 @@ def run_exported(path: Path, fmt: str) -> Callable[[torch.Tensor, torch.Tensor |
 def max_difference(path: Path, fmt: str, classifier: BiGRUClassifier, *, with_lengths: bool) -> float:
     """Largest |exported - PyTorch| probability over :func:`check_inputs`.
 
-    PyTorch is the trained model itself (its packed path where lengths are used).
+    PyTorch is the trained model itself.
     """
     import numpy as np
     import torch
 
-    from bigru_lightning.exportable import ExportableClassifier
+    from bigru_lightning.model import ExportableClassifier
 
     model = ExportableClassifier(classifier)
     x, lengths = check_inputs(model)
@@ -390,7 +390,7 @@ def export(request: ExportRequest) -> str:
     if request.format == "onnx":
         _require_onnx(request)
     classifier = load_classifier(request.ckpt_path)
-    from bigru_lightning.exportable import ExportableClassifier
+    from bigru_lightning.model import ExportableClassifier
 
     model = ExportableClassifier(classifier)
     handle, temp_name = tempfile.mkstemp(dir=request.output.parent, prefix=f".{request.output.name}.", suffix=".part")
@@ -398,7 +398,12 @@ def export(request: ExportRequest) -> str:
     temp = Path(temp_name)
     try:
         if request.format == "onnx":
-            export_onnx(model, temp, with_lengths=request.lengths, exporter=request.onnx_exporter)
+            exporter = request.onnx_exporter
+            blocker = model.dynamo_onnx_blocker()
+            if exporter == "dynamo" and blocker is not None:
+                print(f"note: {blocker}: exporting with --onnx_exporter torchscript")
+                exporter = "torchscript"
+            export_onnx(model, temp, with_lengths=request.lengths, exporter=exporter)
         else:
             export_torchscript(model, temp)
         if request.check:

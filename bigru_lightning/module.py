@@ -88,9 +88,16 @@ class BiGRUClassifier(pl.LightningModule):
         dropout: Dropout between GRU layers and before the head, in [0, 1).
         bidirectional: Also run the GRU backwards in time.
         pooling: ``final_state`` (both directions' final hidden states), ``last_step`` (the
-            tutorial's ``out[:, -1]``), ``mean`` or ``max`` over time.
+            tutorial's ``out[:, -1]``), ``mean`` or ``max`` over time, ``attention`` (a learned
+            softmax weighting of the steps).
         class_weights: Cross-entropy class weights: None (unweighted), ``auto`` (inverse class
             frequency on the training split), or one positive number per class.
+        conv_channels: None (plain BiGRU), or the filters of each Conv1d+BatchNorm+ReLU block of an
+            FCN branch beside the GRU (GRU-FCN), e.g. ``[128, 256, 128]``.
+        conv_kernels: Kernel width of each conv block, one per entry of ``conv_channels``.
+        downsample: Average every ``downsample`` steps before the GRU (length L -> ceil(L / k));
+            1: off. The conv branch keeps the full resolution.
+        label_smoothing: Cross-entropy label smoothing, in [0, 1); 0: off.
     """
 
     def __init__(
@@ -103,9 +110,18 @@ class BiGRUClassifier(pl.LightningModule):
         bidirectional: bool = True,
         pooling: Pooling = "final_state",
         class_weights: Literal["auto"] | list[float] | None = None,
+        conv_channels: list[int] | None = None,
+        conv_kernels: list[int] = [8, 5, 3],  # noqa: B006 (never mutated; shown as the default in --help)
+        downsample: int = 1,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)):
+            raise UserInputError(f"model.label_smoothing must be a number in [0, 1); got {label_smoothing!r}")
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise UserInputError(f"model.label_smoothing must be a number in [0, 1); got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
         try:
             self.net = BiGRU(
                 input_size=input_size,
@@ -115,6 +131,9 @@ class BiGRUClassifier(pl.LightningModule):
                 dropout=dropout,
                 bidirectional=bidirectional,
                 pooling=pooling,
+                conv_channels=conv_channels,
+                conv_kernels=conv_kernels,
+                downsample=downsample,
             )
         except ValueError as error:
             raise UserInputError(f"model.{error}") from error
@@ -184,7 +203,7 @@ class BiGRUClassifier(pl.LightningModule):
         x, y = batch[0], batch[1]
         lengths = batch[2] if len(batch) > 2 else None
         logits = self(x, lengths)
-        loss = functional.cross_entropy(logits, y, weight=self.class_weight)
+        loss = functional.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=self.label_smoothing)
         self._loss(stage).update(loss, y.shape[0])
         collection = self._metrics(stage)
         if stage == "test":

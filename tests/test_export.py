@@ -10,6 +10,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -29,19 +30,27 @@ from bigru_lightning.export import (
     export_torchscript,
     load_classifier,
 )
-from bigru_lightning.exportable import ExportableClassifier, FixedLengthGraph
-from bigru_lightning.model import POOLINGS
+from bigru_lightning.model import POOLINGS, ExportableClassifier, FixedLengthGraph
 from bigru_lightning.module import BiGRUClassifier
 
 TOLERANCE = 1e-5
 CONFIGS = [
     (pooling, layers, bidirectional) for pooling in POOLINGS for layers in (1, 2) for bidirectional in (True, False)
 ]
+# The model options, alone and combined (the GRU's own settings are covered by CONFIGS).
+OPTIONS: list[dict[str, Any]] = [
+    {"pooling": "attention"},
+    {"conv_channels": [5, 7, 4]},
+    {"downsample": 3, "pooling": "mean"},
+    {"conv_channels": [4, 6], "conv_kernels": [4, 3], "downsample": 2, "pooling": "attention", "num_layers": 2},
+    {"conv_channels": [5], "conv_kernels": [3], "downsample": 4, "bidirectional": False},
+]
+OPTION_IDS = [",".join(f"{k}={v}" for k, v in options.items()) for options in OPTIONS]
 MEAN = torch.tensor([3.0, -1.0, 0.5])
 STD = torch.tensor([2.0, 0.25, 5.0])
 
 
-def _classifier(pooling: str, num_layers: int, bidirectional: bool, seed: int = 0) -> BiGRUClassifier:
+def _classifier(pooling: str, num_layers: int, bidirectional: bool, seed: int = 0, **options: Any) -> BiGRUClassifier:
     """A small model with random weights, non-trivial scaling and label names, in eval mode."""
     torch.manual_seed(seed)
     model = BiGRUClassifier(
@@ -52,10 +61,15 @@ def _classifier(pooling: str, num_layers: int, bidirectional: bool, seed: int = 
         bidirectional=bidirectional,
         pooling=pooling,  # type: ignore[arg-type]
         dropout=0.1 if num_layers > 1 else 0.0,
+        **options,
     )
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.uniform_(-0.8, 0.8)  # larger than the init so that differences would show
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):  # running statistics that are not the identity
+                module.running_mean.uniform_(-0.5, 0.5)  # type: ignore[union-attr]
+                module.running_var.uniform_(0.5, 2.0)  # type: ignore[union-attr]
     model.set_input_scaling(MEAN, STD)
     model.label_names = ["cat", "dog", "emu", "yak"]
     return model.eval()
@@ -73,13 +87,18 @@ def _inputs(batch: int, time: int, seed: int = 1) -> tuple[torch.Tensor, torch.T
 
 
 def _reference(model: BiGRUClassifier, x: torch.Tensor, lengths: torch.Tensor | None) -> np.ndarray:
-    """PyTorch's probabilities: the training model (its packed path when lengths are given)."""
+    """PyTorch's probabilities: the training model itself."""
     with torch.no_grad():
         return model(x, lengths).softmax(dim=-1).numpy()
 
 
+def _with_options(options: dict[str, Any]) -> BiGRUClassifier:
+    settings = {"pooling": "final_state", "num_layers": 1, "bidirectional": True} | options
+    return _classifier(**settings)
+
+
 @pytest.mark.parametrize(("pooling", "num_layers", "bidirectional"), CONFIGS)
-def test_exportable_module_matches_packed_classifier(pooling: str, num_layers: int, bidirectional: bool) -> None:
+def test_exportable_module_matches_the_classifier(pooling: str, num_layers: int, bidirectional: bool) -> None:
     model = _classifier(pooling, num_layers, bidirectional)
     exportable = ExportableClassifier(model)
     x, lengths = _inputs(9, 11)
@@ -210,6 +229,130 @@ def test_torchscript_refuses_bad_lengths_and_shapes(tmp_path: Path) -> None:
             loaded(x, lengths)
     with pytest.raises(torch.jit.Error, match=r"x must have shape \(batch, time, 3\)"):
         loaded(torch.randn(2, 5, 4))
+
+
+# -- the model options: the same checks on every option and combination --------------------------------------------
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+def test_options_padding_never_reaches_the_exportable_output(options: dict[str, Any]) -> None:
+    exportable = ExportableClassifier(_with_options(options))
+    x, lengths = _inputs(6, 17)
+    garbage = x.clone()
+    for row, length in enumerate(lengths.tolist()):
+        garbage[row, length:] = 1e3
+    with torch.no_grad():
+        padded = exportable(garbage, lengths)
+        alone = torch.cat([exportable(x[i : i + 1, :n]) for i, n in enumerate(lengths.tolist())])
+        assert np.abs(padded.numpy() - exportable(x).numpy()).max() > 1e-3  # the lengths matter
+    torch.testing.assert_close(padded, alone, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
+def test_options_onnx_and_torchscript_match_pytorch(options: dict[str, Any], tmp_path: Path) -> None:
+    """Legacy ONNX exporter (both graphs) and TorchScript, on shapes other than the export example's."""
+    model = _with_options(options)
+    exportable = ExportableClassifier(model)
+    fixed, padded, scripted = tmp_path / "fixed.onnx", tmp_path / "padded.onnx", tmp_path / "m.pt"
+    export_onnx(exportable, fixed, with_lengths=False, exporter="torchscript")
+    export_onnx(exportable, padded, with_lengths=True, exporter="torchscript")
+    export_torchscript(exportable, scripted)
+    loaded = torch.jit.load(str(scripted))
+    for batch, time in ((5, 13), (1, 1), (2, 30)):
+        x, lengths = _inputs(batch, time)
+        full, by_length = _reference(model, x, None), _reference(model, x, lengths)
+        np.testing.assert_allclose(_onnx_session(fixed).run(None, {"x": x.numpy()})[0], full, rtol=0, atol=TOLERANCE)
+        feeds = {"x": x.numpy(), "lengths": lengths.numpy()}
+        np.testing.assert_allclose(_onnx_session(padded).run(None, feeds)[0], by_length, rtol=0, atol=TOLERANCE)
+        with torch.no_grad():
+            np.testing.assert_allclose(loaded(x, lengths).numpy(), by_length, rtol=0, atol=TOLERANCE)
+            np.testing.assert_allclose(loaded(x).numpy(), full, rtol=0, atol=TOLERANCE)
+
+
+def test_options_onnx_dynamo_exporter_matches_pytorch(tmp_path: Path) -> None:
+    """The default exporter on the conv branch and attention (downsampling: see the fallback test below)."""
+    model = _with_options({"conv_channels": [4, 6], "conv_kernels": [4, 3], "pooling": "attention", "num_layers": 2})
+    path = tmp_path / "m.onnx"
+    export_onnx(ExportableClassifier(model), path, with_lengths=True, exporter="dynamo")
+    x, lengths = _inputs(6, 17)
+    got = _onnx_session(path).run(None, {"x": x.numpy(), "lengths": lengths.numpy()})[0]
+    np.testing.assert_allclose(got, _reference(model, x, lengths), rtol=0, atol=TOLERANCE)
+
+
+def test_downsampling_names_why_dynamo_is_not_used() -> None:
+    assert ExportableClassifier(_with_options({})).dynamo_onnx_blocker() is None
+    blocker = ExportableClassifier(_with_options({"downsample": 2})).dynamo_onnx_blocker()
+    assert blocker is not None and "model.downsample" in blocker
+
+
+@pytest.fixture(scope="module")
+def options_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint fitted through the CLI on variable-length sequences with every model option on."""
+    folder = tmp_path_factory.mktemp("fit_options")
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 21, size=48)
+    x = rng.standard_normal((48, 20, 2)).astype(np.float32)
+    y = np.array(["up", "down"] * 24)
+    x[y == "up"] += 1.0
+    np.savez(folder / "train.npz", X=x, y=y, lengths=lengths)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        fit_main(
+            [
+                "--data", "FileDataModule",
+                "--data.train_file", str(folder / "train.npz"),
+                "--data.batch_size", "16",
+                "--trainer.max_epochs", "2",
+                "--trainer.enable_model_summary", "false",
+                "--model.hidden_size", "6",
+                "--model.pooling", "attention",
+                "--model.conv_channels", "[4, 6]",
+                "--model.conv_kernels", "[5, 3]",
+                "--model.downsample", "3",
+                "--model.label_smoothing", "0.1",
+            ]
+        )  # fmt: skip
+    return folder / "lightning_logs/version_0/checkpoints/last.ckpt"
+
+
+def test_options_checkpoint_predicts_and_exports(options_checkpoint: Path, tmp_path: Path) -> None:
+    """scripts/predict.py and scripts/export.py (ONNX: the legacy exporter) on a checkpoint with options."""
+    model = load_classifier(options_checkpoint)
+    assert model.hparams["downsample"] == 3 and model.hparams["conv_channels"] == [4, 6]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 14, 2)).astype(np.float32)
+    lengths = np.array([14, 1, 6, 9, 3])
+    np.savez(tmp_path / "new.npz", X=x, lengths=lengths)
+    predict = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "predict.py"), "--ckpt_path", str(options_checkpoint),
+         "--input", str(tmp_path / "new.npz"), "--output", str(tmp_path / "preds.csv")],
+        cwd=tmp_path, env=script_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    rows = (tmp_path / "preds.csv").read_text().splitlines()
+    probabilities = np.array([[float(v) for v in row.split(",")[2:]] for row in rows[1:]])
+    expected = _reference(model, torch.from_numpy(x), torch.from_numpy(lengths))
+    np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-5)
+    for fmt, name, extra in (("onnx", "m.onnx", ["--lengths"]), ("torchscript", "m.pt", [])):
+        args = ["--ckpt_path", str(options_checkpoint), "--format", fmt, "--output", str(tmp_path / name), *extra]
+        result = _run_export(*args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "check: max abs difference vs PyTorch" in result.stdout
+    assert (
+        "note: model.downsample > 1"
+        in _run_export(
+            "--ckpt_path",
+            str(options_checkpoint),
+            "--format",
+            "onnx",
+            "--output",
+            str(tmp_path / "f.onnx"),
+            cwd=tmp_path,
+        ).stdout
+    )
+    feeds = {"x": x, "lengths": lengths}
+    got = _onnx_session(tmp_path / "m.onnx").run(None, feeds)[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
 
 
 # -- scripts/export.py end to end ----------------------------------------------------------------------------------

@@ -56,3 +56,15 @@ def test_trains_and_reloads_from_checkpoint_without_cli(tmp_path: Path) -> None:
     assert restored.label_names == ["pos", "neg"]
     x = torch.randn(3, 20, 1)
     assert torch.allclose(restored.eval()(x), model.eval()(x))
+
+
+def test_label_smoothing_is_used_in_the_loss() -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 5, 1), torch.tensor([0, 1, 1, 0, 1, 0])
+    smooth = BiGRUClassifier(label_smoothing=0.2)
+    plain = BiGRUClassifier()
+    plain.load_state_dict(smooth.state_dict())
+    logits = smooth(x)
+    expected = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.2)
+    torch.testing.assert_close(smooth.training_step((x, y), 0), expected)
+    assert not torch.allclose(plain.training_step((x, y), 0), expected)

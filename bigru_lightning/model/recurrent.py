@@ -1,0 +1,116 @@
+"""The recurrent core: a stacked (bi)directional GRU that never lets padding reach a valid step.
+
+Each direction of each layer is its own one-layer unidirectional ``nn.GRU``:
+
+- the forward GRU reads the padded batch as it is; its output at a valid step depends only on the
+  steps before it, never on the padding that follows;
+- the backward GRU reads each sequence reversed *within its length* (a gather with the index
+  ``lengths - 1 - t``; padding stays at the end), so it starts at the true last step; its outputs are
+  put back in time order with the same index. Without lengths it reads ``x.flip(1)`` (the fast path).
+
+This computes exactly what ``nn.GRU(bidirectional=True)`` on a ``pack_padded_sequence`` computes, with
+ordinary tensor operations only, so the same module trains and exports (ONNX, TorchScript); on CPU its
+backward pass is also faster than the packed one (see ``docs/models.md``).
+
+Outputs at padded steps are undefined (they may depend on the padding); the blocks after the GRU read
+valid steps only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bigru_lightning.model.steps import gather_steps, reversal_index
+
+
+class GRULayer(nn.Module):
+    """One layer: a forward GRU and, if bidirectional, a backward GRU fed reversed sequences.
+
+    Args:
+        input_size: Features per step entering the layer.
+        hidden_size: Hidden units per direction.
+        bidirectional: Also run the backward direction.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bidirectional: bool) -> None:
+        super().__init__()
+        self.forward_gru = nn.GRU(input_size, hidden_size, batch_first=True)
+        self.backward_gru = nn.GRU(input_size, hidden_size, batch_first=True) if bidirectional else None
+
+    def forward(self, x: torch.Tensor, reverse_index: torch.Tensor | None) -> torch.Tensor:
+        """Outputs (batch, time, directions * hidden) in time order, forward half first.
+
+        Args:
+            x: Inputs (batch, time, input_size), padded at the end.
+            reverse_index: :func:`~bigru_lightning.model.steps.reversal_index` of the lengths, or None
+                when every sequence fills all steps.
+        """
+        forward_out, _ = self.forward_gru(x)
+        if self.backward_gru is None:
+            return forward_out
+        if reverse_index is None:
+            backward_out, _ = self.backward_gru(x.flip(1))
+            backward_out = backward_out.flip(1)
+        else:
+            reversed_out, _ = self.backward_gru(gather_steps(x, reverse_index))
+            backward_out = gather_steps(reversed_out, reverse_index)
+        return torch.cat([forward_out, backward_out], dim=2)
+
+
+class StackedGRU(nn.Module):
+    """``num_layers`` :class:`GRULayer` s with dropout between them (as ``nn.GRU(dropout=...)``).
+
+    Parameters are created in ``nn.GRU``'s order (layer by layer, forward then backward, each
+    ``weight_ih, weight_hh, bias_ih, bias_hh``) with its initialisation, so a seed gives the same
+    initial weights as ``nn.GRU`` did.
+
+    Args:
+        input_size: Features per step.
+        hidden_size: Hidden units per direction and layer.
+        num_layers: Stacked layers.
+        bidirectional: Run a backward direction in every layer.
+        dropout: Dropout on each layer's outputs except the last, in [0, 1).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float) -> None:
+        super().__init__()
+        directions = 2 if bidirectional else 1
+        self.layers = nn.ModuleList(
+            GRULayer(input_size if layer == 0 else directions * hidden_size, hidden_size, bidirectional)
+            for layer in range(num_layers)
+        )
+        self.dropout = nn.Dropout(dropout if num_layers > 1 else 0.0)
+        self.output_size = directions * hidden_size
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Last layer's outputs (batch, time, directions * hidden); valid steps never see padding.
+
+        Args:
+            x: Inputs (batch, time, features), padded at the end.
+            lengths: Valid steps per sequence (batch,), each in [1, time]; None: all steps are valid.
+        """
+        reverse_index = None if lengths is None else reversal_index(lengths, x.shape[1])
+        out = x
+        for number, layer in enumerate(self.layers):
+            if number > 0:
+                out = self.dropout(out)
+            out = layer(out, reverse_index)
+        return out
+
+
+def upgrade_packed_gru_keys(state_dict: dict[str, torch.Tensor], prefix: str, old: str, new: str) -> None:
+    """Rename, in place, the keys of a former ``nn.GRU`` at ``prefix + old`` to this stack's at ``prefix + new``.
+
+    ``{old}.weight_ih_l1_reverse`` becomes ``{new}.layers.1.backward_gru.weight_ih_l0``, and so on for
+    ``weight_hh``, ``bias_ih`` and ``bias_hh``: checkpoints written before the stack existed still load.
+    """
+    start = f"{prefix}{old}."
+    for key in [key for key in state_dict if key.startswith(start)]:
+        name = key[len(start) :]  # e.g. weight_ih_l0_reverse
+        backward = name.endswith("_reverse")
+        base, _, layer = name.removesuffix("_reverse").rpartition("_l")
+        if not base or not layer.isdigit():
+            continue
+        direction = "backward_gru" if backward else "forward_gru"
+        state_dict[f"{prefix}{new}.layers.{layer}.{direction}.{base}_l0"] = state_dict.pop(key)
