@@ -99,6 +99,9 @@ def test_cli_prints_saves_and_reproduces_the_auto_values(in_tmp: Path, capsys: p
     assert saved["lr_scheduler"]["init_args"]["total_steps"] == 2  # ... and the schedule follows it
     assert saved["optimizer"]["class_path"] == "torch.optim.AdamW"
     assert saved["model"]["hidden_size"] == 64
+    assert saved["model"]["conv_channels"] == [128, 256, 128]  # GRU-FCN
+    assert saved["model"]["label_smoothing"] == 0.1
+    assert saved["model"]["downsample"] == 1  # 40 steps: no stride chosen, the model's default
 
     again, out = _run(["--config", "lightning_logs/version_0/config.yaml"], capsys)
     assert AUTO_LINE.search(out) is None  # every value comes from the file
@@ -133,6 +136,7 @@ def test_tutorial_run_has_no_auto_values(in_tmp: Path, capsys: pytest.CaptureFix
     assert re.search(r"^Epoch \[1/1\], Train Loss: \d\.\d{4}, Validation Loss: \d\.\d{4}$", out, re.M)
     saved = yaml.safe_load((in_tmp / "lightning_logs/version_0/config.yaml").read_text())
     assert saved["optimizer"]["class_path"] == "torch.optim.Adam" and saved["lr_scheduler"] is None
+    assert saved["model"]["conv_channels"] is None and saved["model"]["hidden_size"] == 32
 
 
 @pytest.mark.parametrize("value", ["-0.1", "1.0", "abc"])
