@@ -317,6 +317,7 @@ def _quiet_known_warnings() -> None:
         r".*does not have many workers",
         r".*The number of training batches .* is smaller than the logging interval",
         r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+        r".*Total length of `list` across ranks is zero",  # val_fraction 0: no validation batches
         # Epoch metrics are torchmetrics objects, synced across processes by their compute().
         r".*It is recommended to use `self.log\(.*sync_dist=True\)`",
     ):
