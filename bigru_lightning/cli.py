@@ -35,6 +35,7 @@ from bigru_lightning.app import load_checkpoint, run_command
 from bigru_lightning.callbacks import EpochLinePrinter, run_settings, write_hparams_entry
 from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
+from bigru_lightning.data.recipe import apply_recipe, flatten_keys, uses_recipe
 from bigru_lightning.errors import UserInputError, find_user_error, one_line
 from bigru_lightning.figures.callback import TestFigureLogger
 from bigru_lightning.model import upgrade_state_dict
@@ -126,10 +127,13 @@ class BiGRUCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse ``args`` (already taken from ``sys.argv`` by :func:`main`, hence no double-source warning)."""
         self.config = parser.parse_args(args)
+        self.given_keys = user_given_keys(parser, args) if uses_recipe(self.config) else set()
 
     def before_instantiate_classes(self) -> None:
         """Check the accelerator, resolve ``--ckpt_path last`` and point the logger at the resumed run."""
         check_accelerator(self.config.get("trainer", {}).get("accelerator", "auto"))
+        for choice in apply_recipe(self.config, getattr(self, "given_keys", set())):
+            print(choice.line(), flush=True)
         ckpt_path = self.config.get("ckpt_path")
         if not ckpt_path:
             return
@@ -213,6 +217,11 @@ class BiGRUCLI(LightningCLI):
     def hparams_entry(self, metrics: dict[str, float]) -> tuple[dict[str, Any], dict[str, float]]:
         """The settings and metrics of this run's TensorBoard HParams entry (subclasses add theirs)."""
         return run_settings(self.trainer, self.model, self.datamodule), metrics
+
+
+def user_given_keys(parser: LightningArgumentParser, args: Any) -> set[str]:
+    """Dotted keys the user set, on the command line or in a ``--config`` file (defaults excluded)."""
+    return flatten_keys(parser.parse_args(args, defaults=False))
 
 
 def accelerators_here() -> list[str]:
@@ -326,6 +335,7 @@ def quiet_known_warnings() -> None:
         r".*does not have many workers",
         r".*The number of training batches .* is smaller than the logging interval",
         r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+        r".*Total length of `list` across ranks is zero",  # val_fraction 0: no validation batches
         # Epoch metrics are torchmetrics objects, synced across processes by their compute().
         r".*It is recommended to use `self.log\(.*sync_dist=True\)`",
     ):

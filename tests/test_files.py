@@ -330,8 +330,8 @@ DATAMODULE_ERRORS = {
         "data.val_fraction + data.test_fraction must be < 1",
     ),
     "fraction_range": (
-        lambda p: {"train_file": str(_npz(p / "a.npz")), "val_fraction": 0.0},
-        "data.val_fraction must be a number in (0, 1)",
+        lambda p: {"train_file": str(_npz(p / "a.npz")), "val_fraction": -0.1},
+        "data.val_fraction must be a number in [0, 1)",
     ),
     "val_file_missing": (
         lambda p: {"train_file": str(_npz(p / "a.npz")), "val_file": str(p / "gone.csv")},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -36,7 +36,9 @@ class FileDataModule(SequenceDataModule):
         train_file: Training data (.npz, .csv or .ts); must have labels.
         val_file: Validation data; None = split ``val_fraction`` off ``train_file``.
         test_file: Test data; None = split ``test_fraction`` off ``train_file``.
-        val_fraction: Share of ``train_file`` held out for validation when ``val_file`` is None, in (0, 1).
+        val_fraction: Share of ``train_file`` held out for validation when ``val_file`` is None, in
+            [0, 1); 0 = no validation: every training sequence trains (the recipe's choice for small
+            files, see docs/recipe.md; the run then keeps the last epoch's weights).
         test_fraction: Share of ``train_file`` held out for testing when ``test_file`` is None, in (0, 1).
         standardize: Standardise each feature with the training split's mean and std (inside the model).
         batch_size: Sequences per batch; None (the project's default) = the whole training split in
@@ -63,9 +65,10 @@ class FileDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, seed=seed, device_cache_mb=device_cache_mb)
         self.save_hyperparameters()
-        for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
-                raise UserInputError(f"data.{name} must be a number in (0, 1); got {fraction!r}")
+        for name, fraction, low in (("val_fraction", val_fraction, 0.0), ("test_fraction", test_fraction, 1e-12)):
+            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not low <= fraction < 1.0:
+                accepted = "[0, 1)" if low == 0.0 else "(0, 1)"
+                raise UserInputError(f"data.{name} must be a number in {accepted}; got {fraction!r}")
         held_out = (val_fraction if val_file is None else 0.0) + (test_fraction if test_file is None else 0.0)
         if held_out >= 1.0:
             raise UserInputError(
@@ -119,7 +122,7 @@ class FileDataModule(SequenceDataModule):
         rest = np.arange(total)
         held: dict[str, np.ndarray | None] = {"val": None, "test": None}
         for name, fraction, given in (("test", test_fraction, self.test_file), ("val", val_fraction, self.val_file)):
-            if given is not None:
+            if given is not None or fraction == 0:
                 continue
             size = math.ceil(total * fraction)
             try:
@@ -140,6 +143,8 @@ class FileDataModule(SequenceDataModule):
         train = _take(self.train_file, self.train_targets, self.train_index, variable)
         if self.val_file is not None and self.val_targets is not None:
             val = _take(self.val_file, self.val_targets, None, variable)
+        elif self.val_index is None:  # val_fraction 0: no validation split
+            val = _take(self.train_file, self.train_targets, np.arange(0), variable)
         else:
             val = _take(self.train_file, self.train_targets, self.val_index, variable)
         if self.test_file is not None and self.test_targets is not None:
@@ -149,6 +154,17 @@ class FileDataModule(SequenceDataModule):
         if self.standardize:
             self.feature_mean, self.feature_std = fit_standardisation(train.x, train.lengths)
         return train, val, test
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether there is a validation split (a ``val_file``, or ``val_fraction`` > 0)."""
+        return self.val_file is not None or self.val_index is not None
+
+    def val_dataloader(self) -> Any:
+        """Validation batches in a fixed order; none (an empty list) when ``val_fraction`` is 0."""
+        if not self.has_validation:
+            return []
+        return super().val_dataloader()
 
 
 def fit_standardisation(x: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
