@@ -51,7 +51,7 @@ FIT_CASES: list[tuple[str, list[str], str, Setup | None]] = [
     (
         "pooling_unknown",
         ["--model.pooling", "median"],
-        "--model.pooling: accepted: final_state, last_step, mean, max, got median",
+        "--model.pooling: accepted: final_state, last_step, mean, max, attention, got median",
         None,
     ),
     (
