@@ -117,7 +117,7 @@ def load_checkpoint(path: str | Path, param: str = "--ckpt_path") -> dict[str, A
     except (EOFError, zipfile.BadZipFile) as error:
         raise UserInputError(f"{where}: not a PyTorch checkpoint, or truncated (the file ends early)") from error
     except Exception as error:  # garbage makes the weights-only unpickler fail in many ways
-        raise UserInputError(f"{where}: not a PyTorch checkpoint, or truncated ({one_line(error)[:120]})") from error
+        raise UserInputError(f"{where}: not a PyTorch checkpoint, or truncated ({FROM_FIT})") from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise UserInputError(f"{where}: not a Lightning checkpoint (no state_dict); {FROM_FIT}")
     return checkpoint

@@ -197,5 +197,7 @@ def _lightning_arguments() -> dict[str, set[str]]:
 
 
 def _shorten(text: str) -> str:
-    """At most :data:`MAX_LINE` characters."""
+    """At most :data:`MAX_LINE` characters: long paths first lose their leading folders, then the end is cut."""
+    if len(text) > MAX_LINE:
+        text = re.sub(r"(?<![\w.])/(?:[^\s/]+/)+([^\s/]+/)?([^\s/]+)", r".../\1\2", text)
     return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3].rstrip() + "..."

@@ -182,25 +182,25 @@ FIT_CASES: list[tuple[str, list[str], str, Setup | None]] = [
     (
         "ckpt_empty",
         ["--ckpt_path", "empty.ckpt"],
-        "--ckpt_path empty.ckpt: the file is empty (accepted: a .ckpt written by this project)",
+        "--ckpt_path empty.ckpt: the file is empty (give a .ckpt written by scripts/fit.py)",
         _write("empty.ckpt", b""),
     ),
     (
         "ckpt_not_a_checkpoint",
         ["--ckpt_path", "notes.txt"],
-        "--ckpt_path notes.txt: not a readable checkpoint (truncated or not a .ckpt file)",
+        "--ckpt_path notes.txt: not a PyTorch checkpoint, or truncated (give a .ckpt written by scripts/fit.py)",
         _write("notes.txt", b"hello, not a ckpt"),
     ),
     (
         "ckpt_truncated",
         ["--ckpt_path", "truncated.ckpt"],
-        "--ckpt_path truncated.ckpt: not a readable checkpoint (truncated or not a .ckpt file)",
+        "--ckpt_path truncated.ckpt: not a PyTorch checkpoint, or truncated (give a .ckpt written by scripts/fit.py)",
         _truncated_checkpoint,
     ),
     (
         "ckpt_without_state_dict",
         ["--ckpt_path", "tensors.ckpt"],
-        "--ckpt_path tensors.ckpt: not a Lightning checkpoint (no state_dict)",
+        "--ckpt_path tensors.ckpt: not a Lightning checkpoint (no state_dict); give a .ckpt written by scripts/fit.py",
         _plain_tensor_file,
     ),
     (
@@ -433,17 +433,17 @@ OTHER_CASES: list[tuple[str, str, list[str], str, Setup | None]] = [
     (
         "train_file_unknown_suffix",
         "fit",
-        ["--data", "FileDataModule", "--data.train_file", "data.parquet"],
-        "--data.train_file: data.parquet: unknown file format '.parquet'; accepted: .npz (X, y[, lengths]), "
-        ".csv (long format: sequence_id, label[, time], features),...",
-        _write("data.parquet", b"PAR1"),
+        ["--data", "FileDataModule", "--data.train_file", "data.xlsx"],
+        "--data.train_file: data.xlsx: unknown file format '.xlsx'; accepted: .npz (X, y), .csv or .parquet "
+        "(columns sequence_id, label[, time], features), .ts (UCR/UEA)",
+        _write("data.xlsx", b"PK"),
     ),
     (
         "train_file_empty_csv",
         "fit",
         ["--data", "FileDataModule", "--data.train_file", "empty.csv"],
-        "--data.train_file: empty.csv: the file is empty; accepted: .npz (X, y[, lengths]), "
-        ".csv (long format: sequence_id, label[, time], features), .ts (UCR/UEA)",
+        "--data.train_file: empty.csv: the file is empty; "
+        "accepted: .npz (X, y), .csv or .parquet (columns sequence_id, label[, time], features), .ts (UCR/UEA)",
         _write("empty.csv", b""),
     ),
     (
@@ -458,7 +458,7 @@ OTHER_CASES: list[tuple[str, str, list[str], str, Setup | None]] = [
         "predict_ckpt_missing",
         "predict",
         ["--ckpt_path", "none.ckpt", "--input", "in.csv", "--output", "p.csv"],
-        "--ckpt_path none.ckpt: no such checkpoint file",
+        "--ckpt_path none.ckpt: no such file (give a .ckpt written by scripts/fit.py)",
         None,
     ),
     (
@@ -501,7 +501,7 @@ OTHER_CASES: list[tuple[str, str, list[str], str, Setup | None]] = [
         "export_output_exists",
         "export",
         ["--ckpt_path", LAST, "--format", "torchscript", "--output", "keep.pt"],
-        "--output keep.pt: already exists (pass --overwrite to replace it)",
+        "--output keep.pt: already exists; choose another path or add --overwrite",
         _write("keep.pt", b"user data"),
     ),
 ]

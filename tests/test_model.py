@@ -329,5 +329,5 @@ def test_fit_script_refuses_a_bad_option_as_a_process(tmp_path: Path) -> None:
     result = subprocess.run(command, cwd=tmp_path, env=script_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]  # after Lightning's "Seed set to 42"
-    assert last == "error: model.conv_kernels must give one kernel per entry of conv_channels (3), got [8, 5]"
+    assert last == "error: --model.conv_kernels: must give one kernel per entry of conv_channels (3), got [8, 5]"
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []

@@ -41,10 +41,7 @@ if TYPE_CHECKING:
     from bigru_lightning.data.store import LazyArray
 
 SUFFIXES = (".npz", ".csv", ".parquet", ".pq", ".ts")
-ACCEPTED = (
-    "accepted: .npz (X, y[, lengths]), .csv or .parquet (long format: sequence_id, label[, time], features), "
-    ".ts (UCR/UEA)"
-)
+ACCEPTED = "accepted: .npz (X, y), .csv or .parquet (columns sequence_id, label[, time], features), .ts (UCR/UEA)"
 _CHUNK = 4096  # sequences per chunk when scanning large arrays
 STORE_AUTO_BYTES = 1 << 30  # .csv/.parquet files from this size on are read through the store
 
