@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# OpenMP threads that spin while waiting slowed CPU GRU training about 300x when another job held a core
+# (shared machines, CI); passive waiting avoids it. Set before torch starts its thread pool; subprocesses
+# of the tests inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parents[1]
 
 
