@@ -197,7 +197,12 @@ def _lightning_arguments() -> dict[str, set[str]]:
 
 
 def _shorten(text: str) -> str:
-    """At most :data:`MAX_LINE` characters: long paths first lose their leading folders, then the end is cut."""
+    """At most :data:`MAX_LINE` characters: paths after the first lose their folders first, then the end is cut.
+
+    The first path is the one the user typed, so it is kept whole.
+    """
     if len(text) > MAX_LINE:
-        text = re.sub(r"(?<![\w.])/(?:[^\s/]+/)+([^\s/]+/)?([^\s/]+)", r".../\1\2", text)
+        paths = list(re.finditer(r"(?<![\w.])/(?:[^\s/]+/)+[^\s/]+", text))
+        for path in reversed(paths[1:]):
+            text = text[: path.start()] + ".../" + path.group(0).rsplit("/", 1)[1] + text[path.end() :]
     return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3].rstrip() + "..."

@@ -146,12 +146,14 @@ def check_trial_args(space: SearchSpace, metric: str, fit_args: list[str]) -> Pa
             raise
         with _quiet_lightning():
             make_cli(base)  # the fixed part alone: its own error, as fit.py reports it
-        raise UserInputError(f"--search_space {space.path}: {one_line(find_user_error(error) or error)}") from error
+        raise UserInputError(
+            f"--search_space {Path(space.path).name}: {one_line(find_user_error(error) or error)}"
+        ) from error
     for variant in _value_variants(space):
         try:
             cli.parser.parse_args([*base, *option_args(variant)])
         except Exception as error:
-            raise UserInputError(f"--search_space {space.path}: {one_line(error)}") from error
+            raise UserInputError(f"--search_space {Path(space.path).name}: {one_line(error)}") from error
     logger = cli.trainer.logger
     root = getattr(logger, "root_dir", None)
     if root is None:
