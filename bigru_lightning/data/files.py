@@ -22,6 +22,7 @@ Formats:
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import zipfile
@@ -98,6 +99,9 @@ def read_sequences(
 
     Raises:
         UserInputError: The file is missing, empty, of an unknown format or malformed.
+
+    The last file read is kept while it is unchanged (same size and modification time), so the
+    recipe's look at the training file and the data module's read of it cost one read.
     """
     file = Path(path)
     where = f"{param} {file}"
@@ -107,11 +111,26 @@ def read_sequences(
     if not file.is_file():
         raise UserInputError(f"{where}: no such file")
     try:
-        size = file.stat().st_size
+        stat = file.stat()
         with file.open("rb"):
             pass
     except OSError as error:
         raise UserInputError(f"{where}: cannot be read ({error.strerror or error})") from error
+    identity = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    return _read_unchanged(str(file), identity, require_labels, where, store)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_unchanged(
+    path: str, identity: tuple[str, int, int], require_labels: bool, where: str, store: bool | None
+) -> SequenceFile:
+    """:func:`read_sequences` of ``path``, which exists and is readable.
+
+    ``identity`` (absolute path, size, modification time in ns) is part of the cache key only.
+    """
+    file = Path(path)
+    size = identity[1]
+    suffix = file.suffix.lower()
     if size == 0:
         raise UserInputError(f"{where}: the file is empty; {ACCEPTED}")
     if suffix in (".csv", ".parquet", ".pq") and (store or (store is None and size >= STORE_AUTO_BYTES)):
