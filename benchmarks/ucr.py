@@ -130,8 +130,13 @@ def describe(name: str, train_file: Path, test_file: Path) -> Problem:
     )
 
 
-def run_project(problem: Problem, scratch: Path, fit_args: list[str]) -> tuple[float, float]:
-    """Run ``scripts/fit.py`` with the two file paths (plus ``fit_args``); return (accuracy %, seconds)."""
+def run_project(problem: Problem, scratch: Path, fit_args: list[str], round_index: int = 0) -> tuple[float, float]:
+    """Run ``scripts/fit.py`` with the two file paths (plus ``fit_args``); return (accuracy %, seconds).
+
+    Round 0 runs the defaults as they are (seed 42); round ``k`` adds ``--seed_everything 42+k``, so
+    that rounds show the spread over seeds, as MiniRocket's rounds do over its ``random_state``.
+    """
+    seed = [] if round_index == 0 else ["--seed_everything", str(42 + round_index)]
     command = [
         sys.executable,
         str(ROOT / "scripts" / "fit.py"),
@@ -141,6 +146,7 @@ def run_project(problem: Problem, scratch: Path, fit_args: list[str]) -> tuple[f
         str(problem.train_file),
         "--data.test_file",
         str(problem.test_file),
+        *seed,
         *fit_args,
     ]
     workdir = Path(tempfile.mkdtemp(dir=scratch, prefix="run-"))
@@ -231,7 +237,7 @@ def main() -> None:
             ours: dict[str, list[float]] = {"acc": [], "time": []}
             peer: dict[str, list[float]] = {"acc": [], "time": []}
             for round_index in range(args.rounds):
-                accuracy, seconds = run_project(problem, scratch, args.fit_args)
+                accuracy, seconds = run_project(problem, scratch, args.fit_args, round_index)
                 ours["acc"].append(accuracy)
                 ours["time"].append(seconds)
                 if not args.skip_minirocket:

@@ -152,6 +152,11 @@ class BiGRUClassifier(pl.LightningModule):
         downsample: Average every ``downsample`` steps before the GRU (length L -> ceil(L / k));
             1: off. The conv branch keeps the full resolution.
         label_smoothing: Cross-entropy label smoothing, in [0, 1); 0: off.
+        rocket_features: 0 (off), or about how many random-kernel features (MiniRocket's fixed
+            dilated kernels and their proportions of positive values) join the GRU's summary in the
+            head; at least 84. Their biases are set from the training data when fitting starts.
+        rocket_max_dilation: Largest dilation of the random kernels; (length - 1) // 8 spans a
+            sequence of ``length`` steps.
     """
 
     def __init__(
@@ -168,6 +173,8 @@ class BiGRUClassifier(pl.LightningModule):
         conv_kernels: list[int] = [8, 5, 3],  # noqa: B006 (never mutated; shown as the default in --help)
         downsample: int = 1,
         label_smoothing: float = 0.0,
+        rocket_features: int = 0,
+        rocket_max_dilation: int = 32,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -188,6 +195,8 @@ class BiGRUClassifier(pl.LightningModule):
                 conv_channels=conv_channels,
                 conv_kernels=conv_kernels,
                 downsample=downsample,
+                rocket_features=rocket_features,
+                rocket_max_dilation=rocket_max_dilation,
             )
         except ValueError as error:
             raise UserInputError(f"model.{error}") from error
@@ -264,6 +273,26 @@ class BiGRUClassifier(pl.LightningModule):
                 continue  # the other ranks start from zero: the sums across ranks stay the saved ones
             for key, value in states.items():
                 setattr(metric, key, value.to(getattr(metric, key).device))
+
+    def on_fit_start(self) -> None:
+        """Fit the random-kernel branch on the data module's training split (when no checkpoint has set it).
+
+        Every process fits the same branch (the fit is deterministic), so data parallelism needs no
+        broadcast. Without a data module holding ``train_split``, the first training batch fits it.
+        """
+        split = getattr(getattr(self.trainer, "datamodule", None), "train_split", None)
+        if split is not None:
+            self._fit_rocket(split.x, split.lengths)
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        """Fit the random-kernel branch on this batch if nothing has fitted it yet (dataloaders given directly)."""
+        self._fit_rocket(batch[0], batch[2] if len(batch) > 2 else None)
+
+    def _fit_rocket(self, x: torch.Tensor, lengths: torch.Tensor | None) -> None:
+        rocket = self.net.rocket
+        if rocket is None or bool(rocket.fitted):
+            return
+        rocket.fit(x, lengths, self.feature_mean, self.feature_std)
 
     # -- forward and steps -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

@@ -44,6 +44,8 @@ OPTIONS: list[dict[str, Any]] = [
     {"downsample": 3, "pooling": "mean"},
     {"conv_channels": [4, 6], "conv_kernels": [4, 3], "downsample": 2, "pooling": "attention", "num_layers": 2},
     {"conv_channels": [5], "conv_kernels": [3], "downsample": 4, "bidirectional": False},
+    {"rocket_features": 168, "rocket_max_dilation": 2},
+    {"rocket_features": 252, "conv_channels": [4], "conv_kernels": [3], "pooling": "attention"},
 ]
 OPTION_IDS = [",".join(f"{k}={v}" for k, v in options.items()) for options in OPTIONS]
 MEAN = torch.tensor([3.0, -1.0, 0.5])
@@ -71,6 +73,9 @@ def _classifier(pooling: str, num_layers: int, bidirectional: bool, seed: int = 
                 module.running_mean.uniform_(-0.5, 0.5)  # type: ignore[union-attr]
                 module.running_var.uniform_(0.5, 2.0)  # type: ignore[union-attr]
     model.set_input_scaling(MEAN, STD)
+    if model.net.rocket is not None:  # biases from data, as training sets them
+        x = MEAN + STD * torch.randn(10, 12, 3, generator=torch.Generator().manual_seed(seed + 7))
+        model.net.rocket.fit(x, None, MEAN, STD)
     model.label_names = ["cat", "dog", "emu", "yak"]
     return model.eval()
 

@@ -28,6 +28,8 @@ OPTIONS: list[dict[str, Any]] = [
     {"downsample": 2, "pooling": "attention"},
     {"conv_channels": [4, 6], "conv_kernels": [4, 3], "downsample": 4, "pooling": "attention", "num_layers": 2},
     {"conv_channels": [5, 7, 4], "downsample": 3, "pooling": "final_state", "num_layers": 2, "bidirectional": False},
+    {"rocket_features": 168, "rocket_max_dilation": 2},
+    {"rocket_features": 252, "conv_channels": [4], "conv_kernels": [3], "downsample": 2, "pooling": "attention"},
 ]
 OPTION_IDS = [",".join(f"{k}={v}" for k, v in options.items()) for options in OPTIONS]
 
@@ -35,7 +37,10 @@ OPTION_IDS = [",".join(f"{k}={v}" for k, v in options.items()) for options in OP
 def _net(seed: int = 0, **options: Any) -> BiGRU:
     torch.manual_seed(seed)
     settings: dict[str, Any] = {"input_size": 2, "hidden_size": 5, "num_classes": 3} | options
-    return BiGRU(**settings)
+    model = BiGRU(**settings)
+    if model.rocket is not None:  # biases from data, as training sets them
+        model.rocket.fit(torch.randn(10, 14, 2, generator=torch.Generator().manual_seed(seed + 7)))
+    return model
 
 
 def _padded_batch(garbage: float, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

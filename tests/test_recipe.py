@@ -26,11 +26,12 @@ def test_small_file_trains_on_everything_with_batches_of_a_tenth() -> None:
     assert values["data.val_fraction"] == 0.0
     assert values["checkpoint.monitor"] is None  # no validation: the last weights are tested
     assert values["data.batch_size"] == 20
-    assert values["trainer.max_epochs"] == 300  # 3000 steps at 10 batches per epoch
+    assert values["trainer.max_epochs"] == 100  # 1000 steps at 10 batches per epoch
     schedule = values["lr_scheduler"]["init_args"]
-    assert schedule["total_steps"] == 300 and schedule["max_lr"] == values["optimizer"]["init_args"]["lr"]
+    assert schedule["total_steps"] == 100 and schedule["max_lr"] == values["optimizer"]["init_args"]["lr"]
     assert "model.downsample" not in values  # 100 steps: no stride
-    assert values["checkpoint.every_n_epochs"] == 6  # 50 checkpoints, the last epoch among them
+    assert values["checkpoint.every_n_epochs"] == 2  # 50 checkpoints, the last epoch among them
+    assert values["model.rocket_features"] == 10_000 and values["model.rocket_max_dilation"] == 12  # 99 // 8
 
 
 def test_checkpoint_interval_divides_the_epochs() -> None:
@@ -49,18 +50,18 @@ def test_batch_size_stays_within_bounds_and_never_exceeds_the_data() -> None:
     assert "checkpoint.monitor" not in large  # a validation split: the best checkpoint is tested
 
 
-def test_long_sequences_get_a_stride_and_a_smaller_budget() -> None:
+def test_long_sequences_get_a_stride_and_kernels_that_span_them() -> None:
     short = _values(DataFacts(100, 300, 1, 10))
     long = _values(DataFacts(100, 1460, 1, 10))
-    assert long["model.downsample"] == 10
-    assert long["trainer.max_epochs"] < short["trainer.max_epochs"]
+    assert long["model.downsample"] == 10 and short["model.downsample"] == 2
+    assert long["model.rocket_max_dilation"] == 182 and short["model.rocket_max_dilation"] == 37
 
 
 def test_values_follow_the_users_own() -> None:
     facts = DataFacts(200, 100, 1, 6)
     values = _values(facts, {"data.batch_size": 50, "optimizer": object(), "optimizer.lr": 0.01})
     assert "data.batch_size" not in values and "optimizer" not in values
-    assert values["trainer.max_epochs"] == 750  # 3000 steps at 4 batches of 50
+    assert values["trainer.max_epochs"] == 250  # 1000 steps at 4 batches of 50
     assert values["lr_scheduler"]["init_args"]["max_lr"] == 0.01
     values = _values(facts, {"trainer.max_epochs": 7, "data.val_fraction": 0.25})
     assert values["lr_scheduler"]["init_args"]["total_steps"] == 7
@@ -99,7 +100,9 @@ def test_cli_prints_saves_and_reproduces_the_auto_values(in_tmp: Path, capsys: p
     assert saved["lr_scheduler"]["init_args"]["total_steps"] == 2  # ... and the schedule follows it
     assert saved["optimizer"]["class_path"] == "torch.optim.AdamW"
     assert saved["model"]["hidden_size"] == 64
-    assert saved["model"]["conv_channels"] == [128, 256, 128]  # GRU-FCN
+    assert saved["model"]["conv_channels"] is None  # no FCN branch ...
+    assert saved["model"]["rocket_features"] == 10_000  # ... but the random kernels
+    assert saved["model"]["rocket_max_dilation"] == 4  # 39 // 8: the kernels span the longest sequence
     assert saved["model"]["label_smoothing"] == 0.1
     assert saved["model"]["downsample"] == 1  # 40 steps: no stride chosen, the model's default
 
@@ -137,6 +140,7 @@ def test_tutorial_run_has_no_auto_values(in_tmp: Path, capsys: pytest.CaptureFix
     saved = yaml.safe_load((in_tmp / "lightning_logs/version_0/config.yaml").read_text())
     assert saved["optimizer"]["class_path"] == "torch.optim.Adam" and saved["lr_scheduler"] is None
     assert saved["model"]["conv_channels"] is None and saved["model"]["hidden_size"] == 32
+    assert saved["model"]["rocket_features"] == 0  # the tutorial's BiGRU
 
 
 @pytest.mark.parametrize("value", ["-0.1", "1.0", "abc"])

@@ -1,7 +1,8 @@
 """The classifier network as a plain ``torch.nn.Module`` (no Lightning here): one implementation, trained and exported.
 
 ``x -> [downsample] -> stacked (bi)GRU -> pooling over valid steps ─┐
-  └──> [FCN branch: conv blocks -> mean over valid steps] ──────────┴─> concat -> dropout -> linear head``
+  ├──> [FCN branch: conv blocks -> mean over valid steps] ──────────┤
+  └──> [random-kernel branch: fixed MiniRocket kernels -> proportions]┴─> concat -> dropout -> linear head``
 
 The blocks in brackets are options. Every block reads valid steps only, so padding never reaches the
 logits. A new block is one module in this package plus one argument here.
@@ -18,6 +19,7 @@ from bigru_lightning.model.conv import ConvBranch
 from bigru_lightning.model.downsample import TimeDownsample
 from bigru_lightning.model.pooling import POOLINGS, Pooling, make_pooling
 from bigru_lightning.model.recurrent import StackedGRU, upgrade_packed_gru_keys
+from bigru_lightning.model.rocket import NUM_KERNELS, RandomKernelBranch
 from bigru_lightning.model.steps import full_lengths
 
 DEFAULT_CONV_KERNELS = (8, 5, 3)
@@ -43,6 +45,12 @@ class BiGRU(nn.Module):
         conv_kernels: Kernel width of each conv block, one per entry of ``conv_channels``.
         downsample: Average every ``downsample`` steps before the GRU (length ``L`` -> ``ceil(L / k)``);
             the conv branch keeps the full resolution. 1: no downsampling.
+        rocket_features: 0 (no branch) or about how many random-kernel features (MiniRocket,
+            Dempster et al. 2021) join the head's input, at least 84 (rounded down to a multiple of 84);
+            the branch is not trained by gradient descent: :meth:`RandomKernelBranch.fit` sets it from
+            training data once (the Lightning module does so at the start of fitting).
+        rocket_max_dilation: Largest dilation of the random kernels (about (length - 1) / 8 covers a
+            sequence of ``length`` steps).
     """
 
     def __init__(
@@ -57,6 +65,8 @@ class BiGRU(nn.Module):
         conv_channels: list[int] | None = None,
         conv_kernels: list[int] | tuple[int, ...] = DEFAULT_CONV_KERNELS,
         downsample: int = 1,
+        rocket_features: int = 0,
+        rocket_max_dilation: int = 32,
     ) -> None:
         super().__init__()
         _check_positive("input_size", input_size)
@@ -70,6 +80,13 @@ class BiGRU(nn.Module):
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
         _check_positive("downsample", downsample)
         channels, kernels = _check_conv(conv_channels, conv_kernels)
+        if (
+            isinstance(rocket_features, bool)
+            or not isinstance(rocket_features, int)
+            or (rocket_features != 0 and rocket_features < NUM_KERNELS)
+        ):
+            raise ValueError(f"rocket_features must be 0 (off) or an integer >= {NUM_KERNELS}, got {rocket_features!r}")
+        _check_positive("rocket_max_dilation", rocket_max_dilation)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -87,7 +104,9 @@ class BiGRU(nn.Module):
         self.conv = None if channels is None else ConvBranch(input_size, channels, kernels)
         self.dropout = nn.Dropout(float(dropout))
         conv_size = 0 if channels is None else channels[-1]
-        self.head = nn.Linear(self.num_directions * hidden_size + conv_size, num_classes)
+        self.rocket = RandomKernelBranch(input_size, rocket_features, rocket_max_dilation) if rocket_features else None
+        rocket_size = 0 if self.rocket is None else self.rocket.output_size
+        self.head = nn.Linear(self.num_directions * hidden_size + conv_size + rocket_size, num_classes)
         self.register_load_state_dict_pre_hook(_upgrade_old_keys)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -102,6 +121,8 @@ class BiGRU(nn.Module):
         summary = self.pool(out, full_lengths(out) if short_lengths is None else short_lengths)
         if self.conv is not None:
             summary = torch.cat([summary, self.conv(x, lengths)], dim=1)
+        if self.rocket is not None:
+            summary = torch.cat([summary, self.rocket(x, lengths)], dim=1)
         return self.head(self.dropout(summary))
 
 
