@@ -20,6 +20,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -184,6 +185,9 @@ def main() -> None:
         return
     folder = Path(tempfile.mkdtemp(prefix="bigru-large-", dir=options.workdir))
     summary: dict[str, Any] = {}
+    # SIGTERM (a job scheduler, `timeout`) ends the run like Ctrl-C: the running stage is killed by
+    # subprocess.run and the folder of written files is removed below, never left behind.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         csv_path, parquet_path = str(folder / "read.csv"), str(folder / "read.parquet")
         size = run_stage("write", csv_path, options.read_sequences)["bytes"]

@@ -32,6 +32,12 @@ CONTESTANTS: dict[str, dict[str, Any]] = {
         "downsample": 4,
         "pooling": "attention",
     },
+    "rocket_features: 10000 (the file-data default's branch)": {"rocket_features": 10_000, "rocket_max_dilation": 12},
+    "hidden 64 + rocket_features 10000 (the file-data default)": {
+        "hidden_size": 64,
+        "rocket_features": 10_000,
+        "rocket_max_dilation": 12,
+    },
 }
 
 

@@ -311,6 +311,10 @@ BAD_OPTIONS = [
     (["--model.downsample", "two"], "model.downsample"),
     (["--model.label_smoothing", "1.0"], "model.label_smoothing"),
     (["--model.label_smoothing", "-0.1"], "model.label_smoothing"),
+    (["--model.rocket_features", "50"], "model.rocket_features"),
+    (["--model.rocket_features", "-84"], "model.rocket_features"),
+    (["--model.rocket_features", "many"], "model.rocket_features"),
+    (["--model.rocket_features", "168", "--model.rocket_max_dilation", "0"], "model.rocket_max_dilation"),
 ]
 
 

@@ -69,6 +69,24 @@ def test_values_follow_the_users_own() -> None:
     assert "trainer.max_epochs" not in values and "data.val_fraction" not in values
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 3, 9, 10, 11, 20, 100])
+def test_the_schedule_runs_for_any_number_of_epochs(epochs: int) -> None:
+    """OneCycleLR divides by zero when pct_start x total_steps is 1 (10 epochs at 10%): the recipe avoids it."""
+    import torch
+
+    values = _values(DataFacts(96, 40, 2, 4), {"trainer.max_epochs": epochs})
+    init = values["lr_scheduler"]["init_args"]
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=init["max_lr"])
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, **init)
+    rates = []
+    for epoch in range(epochs):  # as Lightning steps an epoch-interval schedule: after each epoch but the last
+        optimizer.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+        if epoch < epochs - 1:
+            schedule.step()
+    assert all(rate > 0 for rate in rates) and rates[-1] <= init["max_lr"]
+
+
 def test_a_given_validation_file_is_kept() -> None:
     values = _values(DataFacts(40, 24, 1, 2, has_val_file=True))
     assert "data.val_fraction" not in values and "checkpoint.monitor" not in values

@@ -100,6 +100,18 @@ def downsample(max_length: int) -> int:
     return max(1, math.ceil(max_length / GRU_STEPS))
 
 
+def warmup_share(epochs: int) -> float:
+    """The one-cycle schedule's warm-up share: :data:`WARMUP_SHARE`, but never one epoch exactly.
+
+    torch's ``OneCycleLR`` divides by zero when ``pct_start * total_steps`` is exactly 1 (e.g. 10
+    epochs at 10%); such a run warms up over 1.5 epochs instead.
+    """
+    share = WARMUP_SHARE
+    if math.isclose(share * epochs, 1.0):
+        share = 1.5 / epochs
+    return share
+
+
 def checkpoint_interval(epochs: int) -> int:
     """Epochs between checkpoints: at most :data:`CHECKPOINTS` of them, and a divisor of ``epochs``.
 
@@ -168,7 +180,7 @@ def choose_recipe(facts: DataFacts, fixed: Mapping[str, Any] | None = None) -> l
                 "init_args": {
                     "max_lr": lr,
                     "total_steps": epochs,
-                    "pct_start": WARMUP_SHARE,
+                    "pct_start": warmup_share(epochs),
                     "anneal_strategy": "cos",
                     "cycle_momentum": False,
                 },
