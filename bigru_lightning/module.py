@@ -219,6 +219,7 @@ class BiGRUClassifier(pl.LightningModule):
         self.feature_mean: torch.Tensor
         self.feature_std: torch.Tensor
         self.label_names: list[str] = [str(k) for k in range(num_classes)]
+        self._rocket_ready = False  # set once the random-kernel branch is known to be fitted (or absent)
         # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the suffixes.
         self.losses = nn.ModuleDict({f"{stage}_loss": WeightedMean() for stage in STAGES})
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._stage_metrics(stage, num_classes) for stage in STAGES})
@@ -286,13 +287,14 @@ class BiGRUClassifier(pl.LightningModule):
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         """Fit the random-kernel branch on this batch if nothing has fitted it yet (dataloaders given directly)."""
-        self._fit_rocket(batch[0], batch[2] if len(batch) > 2 else None)
+        if not self._rocket_ready:  # a Python flag: no device-to-host read of the buffer on every step
+            self._fit_rocket(batch[0], batch[2] if len(batch) > 2 else None)
 
     def _fit_rocket(self, x: torch.Tensor, lengths: torch.Tensor | None) -> None:
         rocket = self.net.rocket
-        if rocket is None or bool(rocket.fitted):
-            return
-        rocket.fit(x, lengths, self.feature_mean, self.feature_std)
+        if rocket is not None and not bool(rocket.fitted):
+            rocket.fit(x, lengths, self.feature_mean, self.feature_std)
+        self._rocket_ready = True
 
     # -- forward and steps -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from bigru_lightning.model.steps import valid_steps
+from bigru_lightning.model.steps import full_lengths, valid_steps
 
 KERNEL_LENGTH = 9
 KERNEL_INDICES = list(itertools.combinations(range(KERNEL_LENGTH), 3))  # positions of the three 2s: 84 kernels
@@ -155,7 +155,7 @@ class RandomKernelBranch(nn.Module):
         """The raw proportions in [0, 1], (batch, output_size)."""
         time = x.shape[1]
         if lengths is None:
-            lengths = torch.full((x.shape[0],), time, dtype=torch.int64, device=x.device)
+            lengths = full_lengths(x)
         mask = valid_steps(lengths, time)
         h = x.masked_fill(~mask.unsqueeze(2), 0.0).transpose(1, 2)
         valid = mask.unsqueeze(1)
@@ -179,9 +179,8 @@ class RandomKernelBranch(nn.Module):
         :data:`STATS_SEQUENCES` training sequences. Deterministic: the same data give the same branch.
         """
         generator = torch.Generator().manual_seed(FIT_SEED + 1)
-        count, time = int(x.shape[0]), int(x.shape[1])
-        full = torch.full((count,), time, dtype=torch.int64)
-        lengths = full if lengths is None else lengths.to(torch.int64).cpu()
+        count = int(x.shape[0])
+        lengths = full_lengths(x).cpu() if lengths is None else lengths.to(torch.int64).cpu()
         device = self.feature_mean.device
         shift = torch.zeros(()) if input_mean is None else input_mean.to(device, torch.float32)
         divide = torch.ones(()) if input_std is None else input_std.to(device, torch.float32)
