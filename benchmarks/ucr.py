@@ -240,10 +240,14 @@ def main() -> None:
                 accuracy, seconds = run_project(problem, scratch, args.fit_args, round_index)
                 ours["acc"].append(accuracy)
                 ours["time"].append(seconds)
+                progress = f"{problem.name} round {round_index + 1}/{args.rounds}: "
+                progress += f"this project {accuracy:.2f}% {seconds:.1f} s"
                 if not args.skip_minirocket:
                     accuracy, seconds = run_minirocket(problem, seed=round_index)
                     peer["acc"].append(accuracy)
                     peer["time"].append(seconds)
+                    progress += f", MiniRocket {accuracy:.2f}% {seconds:.1f} s"
+                print(progress, file=sys.stderr, flush=True)  # each round as it ends; the table is on stdout
             peer_cells = f"{summary(peer['acc'], 2)} | {summary(peer['time'], 1)}" if peer["acc"] else "- | -"
             print(
                 f"| {problem.name} | {problem.train_size} / {problem.test_size} | {problem.length} "

@@ -55,6 +55,22 @@ def test_long_sequences_get_a_stride_and_kernels_that_span_them() -> None:
     long = _values(DataFacts(100, 1460, 1, 10))
     assert long["model.downsample"] == 10 and short["model.downsample"] == 2
     assert long["model.rocket_max_dilation"] == 182 and short["model.rocket_max_dilation"] == 37
+    # the FCN branch reads every step: narrower on longer series, its cost ~ length x width^2 bounded
+    assert short["model.conv_channels"] == [40, 80, 40] and long["model.conv_channels"] == [16, 32, 16]
+    assert _values(DataFacts(100, 160, 1, 10))["model.conv_channels"] == [64, 128, 64]
+
+
+def test_conv_width_keeps_the_branch_cost_bounded() -> None:
+    from bigru_lightning.data.recipe import CONV_WIDTH, GRU_STEPS, conv_channels
+
+    for length in range(1, 5000, 7):
+        channels = conv_channels(length)
+        w = channels[0]
+        assert channels == [w, 2 * w, w] and w % 8 == 0 and 16 <= w <= CONV_WIDTH
+        if length <= GRU_STEPS:
+            assert w == CONV_WIDTH
+        elif w > 16:  # above the floor: the largest multiple of 8 within the cost of GRU_STEPS steps
+            assert length * w**2 <= GRU_STEPS * CONV_WIDTH**2 < length * (w + 8) ** 2
 
 
 def test_values_follow_the_users_own() -> None:
@@ -118,8 +134,8 @@ def test_cli_prints_saves_and_reproduces_the_auto_values(in_tmp: Path, capsys: p
     assert saved["lr_scheduler"]["init_args"]["total_steps"] == 2  # ... and the schedule follows it
     assert saved["optimizer"]["class_path"] == "torch.optim.AdamW"
     assert saved["model"]["hidden_size"] == 64
-    assert saved["model"]["conv_channels"] is None  # no FCN branch ...
-    assert saved["model"]["rocket_features"] == 10_000  # ... but the random kernels
+    assert saved["model"]["conv_channels"] == [64, 128, 64]  # an FCN branch ...
+    assert saved["model"]["rocket_features"] == 10_000  # ... and the random kernels
     assert saved["model"]["rocket_max_dilation"] == 4  # 39 // 8: the kernels span the longest sequence
     assert saved["model"]["label_smoothing"] == 0.1
     assert saved["model"]["downsample"] == 1  # 40 steps: no stride chosen, the model's default

@@ -118,6 +118,37 @@ def test_reads_leave_no_mapping_behind(tmp_path: Path) -> None:
     assert str(store.path / "x.npy") not in maps  # pages read went to the page cache, not our memory
 
 
+def test_row_reads_never_map_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows and slices are positioned reads: a map faults in whole page-cache folios around each row.
+
+    (4,096 random rows of a 2.4 GB store made 2.1 GB resident through a map; benchmarks/large_data.py.)
+    """
+    path = _write(_table(300, seed=4), tmp_path / "d.parquet")
+    store = open_store(path, "data.train_file")
+    expected = np.load(store.path / "x.npy")
+    expected_ids = np.load(store.path / "ids.npy")
+
+    def no_map(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a row read mapped the store file")
+
+    monkeypatch.setattr(np, "memmap", no_map)
+    rng = np.random.default_rng(0)
+    for index in (
+        rng.permutation(300)[:37],  # any order
+        np.array([5, 3, 3, 4, -1, 0, 1, 2, 299]),  # repeats, a negative index, runs of consecutive rows
+        np.arange(40, 90),  # one run: one read
+        np.array([], dtype=np.int64),
+        np.array([7], dtype=np.int32),
+    ):
+        np.testing.assert_array_equal(store.x[index], expected[index])
+        np.testing.assert_array_equal(store.ids.array[index], expected_ids[index])  # fixed-width text rows
+    for part in (slice(10, 20), slice(-5, None), slice(20, 10), slice(None)):
+        np.testing.assert_array_equal(store.x[part], expected[part])
+    assert list(store.ids[0:3]) == [v.decode() if isinstance(v, bytes) else str(v) for v in expected_ids[0:3]]
+    with pytest.raises(IndexError):
+        store.x[np.array([300])]
+
+
 def test_each_rank_reads_only_its_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _write(_table(100, seed=4, time_col=False), tmp_path / "d.parquet")
     store = open_store(path, "data.train_file")

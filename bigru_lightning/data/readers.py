@@ -33,7 +33,7 @@ from bigru_lightning.errors import UserInputError
 CSV_ID, CSV_LABEL, CSV_TIME = "sequence_id", "label", "time"
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 _NUMBER = re.compile(r"^\s*[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|nan|inf|infinity)\s*$", re.IGNORECASE)
-_BLOCK = 16 << 20  # bytes per CSV block (streaming and threaded reads)
+_BLOCK = 2 << 20  # bytes per CSV block (streaming and threaded reads); 16 MiB added ~40 MB of peak memory, no speed
 _PARQUET_BATCH = 1 << 20  # rows per streamed Parquet batch
 
 

@@ -15,9 +15,11 @@ manifest is its last file), so a preparation killed at any moment leaves nothing
 used: the next call removes the leftover and prepares again. A store whose manifest does not
 match the source file's size and modification time is stale and rebuilt.
 
-Reading never loads the store whole: :class:`LazyArray` maps the file for each access and unmaps
-it afterwards, so the rows read live in the page cache, not in the process's resident memory, and
-a data-parallel rank touches only the rows of its own shard.
+Reading never loads the store whole: :class:`LazyArray` reads the rows asked for with positioned
+reads (``os.preadv``), one per run of consecutive rows, so the rows read live in the page cache, not
+in the process's resident memory, and a data-parallel rank touches only the rows of its own shard.
+(Not a memory map: a map of the file faults in whole page-cache folios around every row touched,
+and 4,096 random rows of a 2.4 GB store made 2.1 GB of it resident at once.)
 
 Memory while preparing: a batch at a time plus O(N) small integers. Rows grouped by sequence (the
 usual export) take one extra pass over the id column; rows in any other order are looked up in a
@@ -64,10 +66,11 @@ def _source_key(file: Path) -> dict[str, int]:
 
 # -- lazy arrays -----------------------------------------------------------------------------------
 class LazyArray:
-    """A ``.npy`` file read on demand: every access maps the file, copies the rows asked for, unmaps.
+    """A ``.npy`` file read on demand: every access reads only the rows asked for.
 
-    Indexing (``a[i]``, ``a[start:stop]``, ``a[int_array]``) returns numpy arrays; the pages read
-    stay in the page cache but never accumulate in the process's resident memory.
+    Indexing (``a[i]``, ``a[start:stop]``, ``a[int_array]``) returns numpy arrays, read with one
+    positioned read per run of consecutive rows; the pages read stay in the page cache but never
+    become part of the process's resident memory. Other indexing maps the file for the access.
 
     Args:
         path: A ``.npy`` file (C order).
@@ -104,19 +107,56 @@ class LazyArray:
             del array  # the last reference: unmapped now
 
     def __getitem__(self, index: Any) -> np.ndarray:
-        if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and index.ndim == 1 and index.size > 1:
-            order = np.argsort(index, kind="stable")  # read in file order, return in the order asked
-            with self.mapped() as array:
-                rows = np.asarray(array[index[order]])
-            out = np.empty_like(rows)
-            out[order] = rows
-            return out
+        if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and index.ndim == 1:
+            return self._read_rows(index)
+        if isinstance(index, slice) and index.step in (None, 1) and self.ndim > 0:
+            return self._read_rows(np.arange(*index.indices(self.shape[0]), dtype=np.int64))
         with self.mapped() as array:
             return np.array(array[index])
+
+    def _read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The rows ``rows`` (any order, repeats allowed), read in file order with ``os.preadv``."""
+        rows = rows.astype(np.int64, copy=False)
+        count = self.shape[0]
+        if rows.size and (int(rows.min()) < -count or int(rows.max()) >= count):
+            raise IndexError(f"row index out of range for {count} rows")
+        rows = np.where(rows < 0, rows + count, rows)
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+        if len(rows) and row_bytes:
+            flat = out.reshape(len(rows), -1)
+            breaks = np.flatnonzero(np.diff(ordered) != 1) + 1  # runs of consecutive rows: one read each
+            starts, stops = np.append(0, breaks), np.append(breaks, len(rows))
+            position = np.empty(len(rows), dtype=np.int64)  # out[order[k]] gets the k-th row read
+            position[order] = np.arange(len(rows))
+            buffer = np.empty_like(flat) if (order != np.arange(len(rows))).any() else flat
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+                    _read_exactly(
+                        fd, memoryview(buffer[start:stop]).cast("B"), self.offset + int(ordered[start]) * row_bytes
+                    )
+            finally:
+                os.close(fd)
+            if buffer is not flat:
+                flat[...] = buffer[position]
+        return out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         with self.mapped() as array:
             return np.array(array, dtype=dtype)
+
+
+def _read_exactly(fd: int, view: memoryview, offset: int) -> None:
+    """Fill ``view`` from ``fd`` at ``offset`` (positioned reads may return fewer bytes: loop)."""
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise OSError(f"unexpected end of the store file at byte {offset + done}")
+        done += got
 
 
 class TensorRows:
