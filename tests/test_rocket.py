@@ -137,3 +137,62 @@ def test_without_a_data_module_the_first_batch_fits_the_branch() -> None:
     trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=8))
     assert bool(model.net.rocket.fitted)  # type: ignore[union-attr]
     assert np.isfinite(model(x).detach().numpy()).all()
+
+
+def test_training_memoises_each_sequences_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In training, a sequence seen before is read from the memo, whatever its batch and padding."""
+    branch = _branch(input_size=2, length=40)
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 40, 2, generator=generator)
+    lengths = torch.tensor([40, 31, 17, 40, 9, 25])
+    expected = branch.eval()(x, lengths)  # eval: computed, never memoised
+    assert branch._memo == {}
+    branch.train()
+    computed: list[int] = []
+    original = RandomKernelBranch.proportions
+
+    def counting(self: RandomKernelBranch, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        computed.append(x.shape[0])
+        return original(self, x, lengths)
+
+    monkeypatch.setattr(RandomKernelBranch, "proportions", counting)
+    torch.testing.assert_close(branch(x[:4], lengths[:4]), expected[:4])
+    assert computed == [4]
+    # the same sequences, another order, another batch width (padding): nothing is computed again
+    order = torch.tensor([3, 1, 2])
+    torch.testing.assert_close(
+        branch(x[order, :31], lengths[order].clamp(max=31)), branch.eval()(x[order, :31], lengths[order].clamp(max=31))
+    )
+    branch.train()
+    computed.clear()
+    again = branch(x[[2, 1]][:, :31], lengths[[2, 1]])
+    torch.testing.assert_close(again, expected[[2, 1]])
+    assert computed == []
+    out = branch(x, lengths)  # two new sequences among six: only they are computed
+    torch.testing.assert_close(out, expected)
+    assert computed == [2]
+    # a changed branch forgets: fit, load_state_dict, a dtype conversion
+    branch.fit(torch.randn(12, 40, 2, generator=generator))
+    assert branch._memo == {}
+    branch(x, lengths)
+    branch.load_state_dict(branch.state_dict())
+    assert branch._memo == {}
+    branch(x, lengths)
+    branch.double()
+    assert branch._memo == {}
+
+
+def test_memo_is_bounded_and_skips_inputs_with_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bigru_lightning.model.rocket as rocket
+
+    branch = _branch(length=30).train()
+    x = torch.randn(8, 30, 1)
+    row_bytes = branch.output_size * 4 + 30 * 4
+    monkeypatch.setattr(rocket, "MEMO_BYTES", 3 * row_bytes)
+    first = branch(x)
+    assert len(branch._memo) == 3 and branch._memo_bytes == 3 * row_bytes
+    torch.testing.assert_close(branch(x), first)  # the rest computed again, the same values
+    branch.clear_memo()
+    leaf = x.clone().requires_grad_(True)
+    branch(leaf)
+    assert branch._memo == {}  # an input with a gradient (e.g. attributions) is never memoised
