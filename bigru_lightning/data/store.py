@@ -135,9 +135,7 @@ class LazyArray:
             fd = os.open(self.path, os.O_RDONLY)
             try:
                 for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
-                    _read_exactly(
-                        fd, memoryview(buffer[start:stop]).cast("B"), self.offset + int(ordered[start]) * row_bytes
-                    )
+                    _read_exactly(fd, buffer[start:stop].data.cast("B"), self.offset + int(ordered[start]) * row_bytes)
             finally:
                 os.close(fd)
             if buffer is not flat:
