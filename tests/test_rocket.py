@@ -196,3 +196,5 @@ def test_memo_is_bounded_and_skips_inputs_with_gradients(monkeypatch: pytest.Mon
     leaf = x.clone().requires_grad_(True)
     branch(leaf)
     assert branch._memo == {}  # an input with a gradient (e.g. attributions) is never memoised
+    branch.bfloat16()(x.bfloat16())  # a type numpy cannot read: computed, not memoised
+    assert branch._memo == {}

@@ -159,7 +159,7 @@ class RandomKernelBranch(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Standardised proportions (batch, output_size) of ``x`` (batch, time, features), padded at the end."""
-        if not torch.jit.is_scripting() and self.training and x.device.type == "cpu" and not x.requires_grad:
+        if not torch.jit.is_scripting() and self.training and _memoisable(x):
             raw = self._memoised_proportions(x, lengths)
         else:
             raw = self.proportions(x, lengths)
@@ -272,6 +272,11 @@ class RandomKernelBranch(nn.Module):
         scale = torch.where(std > 1e-6, 1.0 / std.clamp(min=1e-6), torch.ones_like(std)) * self._gain()
         self.feature_scale.copy_(scale.float())
         self.fitted.fill_(True)
+
+
+def _memoisable(x: torch.Tensor) -> bool:
+    """Whether ``x``'s features may come from the memo: on the CPU, no gradient, a type numpy reads."""
+    return x.device.type == "cpu" and not x.requires_grad and x.dtype in (torch.float32, torch.float64, torch.float16)
 
 
 def _feature_subsets(input_size: int, generator: torch.Generator) -> torch.Tensor:
