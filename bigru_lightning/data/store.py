@@ -129,17 +129,16 @@ class LazyArray:
             flat = out.reshape(len(rows), -1)
             breaks = np.flatnonzero(np.diff(ordered) != 1) + 1  # runs of consecutive rows: one read each
             starts, stops = np.append(0, breaks), np.append(breaks, len(rows))
-            position = np.empty(len(rows), dtype=np.int64)  # out[order[k]] gets the k-th row read
-            position[order] = np.arange(len(rows))
-            buffer = np.empty_like(flat) if (order != np.arange(len(rows))).any() else flat
+            in_order = bool((order == np.arange(len(rows))).all())
+            buffer = flat if in_order else np.empty_like(flat)  # the rows in file order
             fd = os.open(self.path, os.O_RDONLY)
             try:
                 for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
                     _read_exactly(fd, buffer[start:stop].data.cast("B"), self.offset + int(ordered[start]) * row_bytes)
             finally:
                 os.close(fd)
-            if buffer is not flat:
-                flat[...] = buffer[position]
+            if not in_order:
+                flat[order] = buffer  # the k-th row read is row order[k] of the answer
         return out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
