@@ -259,7 +259,7 @@ def hand_data_facts_to_model(datamodule: SequenceDataModule, model: BiGRUClassif
         model.set_input_scaling(datamodule.feature_mean, datamodule.feature_std)
     model.label_names = list(datamodule.label_names)
     if model.hparams.get("class_weights") == "auto" and datamodule.train_split is not None:
-        counts = torch.bincount(datamodule.train_split.y, minlength=datamodule.num_classes).double()
+        counts = torch.bincount(datamodule.train_split.y[:], minlength=datamodule.num_classes).double()
         weights = counts.sum() / (len(counts) * counts.clamp(min=1))
         model.set_class_weights(weights.float())
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from bigru_lightning.data import FileDataModule, TensorBatcher, read_sequences
+from bigru_lightning.data.files import EncodedLabels
 from bigru_lightning.data.store import LazyArray, TensorRows, open_store, prepare_store, store_path
 from bigru_lightning.errors import UserInputError
 from bigru_lightning.prepare import main as prepare_main
@@ -85,8 +86,9 @@ def test_store_reads_what_the_in_memory_reader_reads(
         assert lazy.lengths is None and case == "parquet_grouped_in_order"
     else:
         assert lazy.lengths is not None and lazy.lengths.tolist() == expected.lengths.tolist()
-    assert lazy.labels is not None and expected.labels is not None
-    assert lazy.labels.tolist() == expected.labels.tolist()
+    assert isinstance(lazy.labels, EncodedLabels) and isinstance(expected.labels, np.ndarray)
+    assert lazy.labels.values().tolist() == expected.labels.tolist()
+    assert lazy.labels.codes.dtype == np.uint8  # N small integers, not N labels
 
 
 def test_datamodule_on_the_store_equals_the_in_memory_path(tmp_path: Path) -> None:
@@ -99,13 +101,15 @@ def test_datamodule_on_the_store_equals_the_in_memory_path(tmp_path: Path) -> No
     for name in ("train_split", "val_split", "test_split"):
         a, b = getattr(memory, name), getattr(stored, name)
         assert isinstance(b.x, TensorRows)
-        assert torch.equal(a.y, b.y) and torch.equal(a.lengths, b.lengths)
+        assert isinstance(b.y, TensorRows) and isinstance(b.lengths, TensorRows)  # taken per batch, no copy
+        assert b.y.array.dtype == np.uint8 and b.y.index is not None and b.y.index.dtype == np.int32
+        assert torch.equal(a.y, b.y[:]) and torch.equal(a.lengths, b.lengths[:])
         np.testing.assert_array_equal(a.x.numpy(), b.x[0 : len(b)].numpy())
     assert memory.feature_mean is not None and stored.feature_mean is not None
     torch.testing.assert_close(memory.feature_mean, stored.feature_mean)
     for batch_a, batch_b in zip(memory.train_dataloader(), stored.train_dataloader(), strict=True):
         for t_a, t_b in zip(batch_a, batch_b, strict=True):
-            assert torch.equal(t_a, t_b)
+            assert t_a.dtype == t_b.dtype and torch.equal(t_a, t_b)
 
 
 def test_reads_leave_no_mapping_behind(tmp_path: Path) -> None:

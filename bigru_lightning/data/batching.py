@@ -93,12 +93,14 @@ class TensorBatcher:
     def epoch_indices(self, epoch: int | None = None) -> torch.Tensor | None:
         """Sample indices of this rank for ``epoch`` (None: the identity on a single process)."""
         epoch = self.epoch if epoch is None else epoch
+        # int32 holds every index below 2**31 at half the memory; randperm draws the same permutation.
+        dtype = torch.int32 if self.num_samples < 2**31 else torch.int64
         if self.shuffle:
             generator = torch.Generator()
             generator.manual_seed(_mix(self.seed, epoch))
-            order: torch.Tensor | None = torch.randperm(self.num_samples, generator=generator)
+            order: torch.Tensor | None = torch.randperm(self.num_samples, generator=generator, dtype=dtype)
         elif self.world_size > 1:
-            order = torch.arange(self.num_samples)
+            order = torch.arange(self.num_samples, dtype=dtype)
         else:
             order = None
         if order is not None and self.world_size > 1:

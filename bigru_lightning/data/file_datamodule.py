@@ -10,7 +10,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from bigru_lightning.data.base import SequenceDataModule, SequenceSplit
-from bigru_lightning.data.files import SequenceFile, read_sequences
+from bigru_lightning.data.files import SequenceFile, label_classes, read_sequences, smallest_index_type
 from bigru_lightning.data.store import LazyArray, TensorRows
 from bigru_lightning.errors import UserInputError
 
@@ -87,7 +87,7 @@ class FileDataModule(SequenceDataModule):
                     f"{self.train_file.path} has {self.num_features}: every file needs the same features"
                 )
         assert self.train_file.labels is not None
-        classes = np.unique(self.train_file.labels)  # sorted: numbers numerically, strings alphabetically
+        classes = label_classes(self.train_file.labels).names  # sorted: numbers numerically, strings alphabetically
         if classes.size < 2:
             raise UserInputError(
                 f"data.train_file {self.train_file.path}: only one class ({classes[0]!s}); need at least two"
@@ -101,17 +101,18 @@ class FileDataModule(SequenceDataModule):
         self.train_index, self.val_index, self.test_index = self._split_indices(val_fraction, test_fraction)
 
     def _targets(self, data: SequenceFile, param: str) -> np.ndarray:
-        """Class indices of ``data``'s labels; a label the training file lacks is an error."""
+        """Class indices of ``data``'s labels (smallest unsigned type); a label the training file lacks is an error."""
         assert data.labels is not None
-        values, inverse = np.unique(data.labels, return_inverse=True)  # vectorised: no Python object per sequence
-        names = [str(v) for v in values]
+        encoded = label_classes(data.labels)
+        names = [str(v) for v in encoded.names]
         unknown = sorted(set(names) - set(self.class_index))
         if unknown:
             raise UserInputError(
                 f"{param} {data.path}: labels {', '.join(unknown[:5])} do not occur in data.train_file "
                 f"(its classes: {', '.join(self.label_names)})"
             )
-        return np.array([self.class_index[name] for name in names], dtype=np.int64)[inverse.reshape(-1)]
+        to_class = np.array([self.class_index[name] for name in names], dtype=smallest_index_type(self.num_classes))
+        return to_class[encoded.codes]
 
     def _split_indices(
         self, val_fraction: float, test_fraction: float
@@ -119,7 +120,7 @@ class FileDataModule(SequenceDataModule):
         """Indices into ``train_file`` of the train split and of the val/test splits taken from it."""
         y = self.train_targets
         total = len(y)
-        rest = np.arange(total)
+        rest = np.arange(total, dtype=np.int32 if total < 2**31 else np.int64)  # 4 bytes per sequence, not 8
         held: dict[str, np.ndarray | None] = {"val": None, "test": None}
         for name, fraction, given in (("test", test_fraction, self.test_file), ("val", val_fraction, self.val_file)):
             if given is not None or fraction == 0:
@@ -200,22 +201,24 @@ def _sorted(index: np.ndarray | None) -> np.ndarray | None:
 
 def _take(data: SequenceFile, targets: np.ndarray, index: np.ndarray | None, variable: bool) -> SequenceSplit:
     """The rows ``index`` of ``data`` (all rows when None) as a split; lengths when any file has them."""
-    if isinstance(data.x, LazyArray):  # the store: rows are read per batch, never all at once
-        rows = cast(torch.Tensor, TensorRows(data.x, index))  # duck-typed: shape, slicing, index_select
-        y = torch.from_numpy(targets if index is None else targets[index])
+    if isinstance(data.x, LazyArray):
+        # The store: rows, targets and lengths are taken per batch through ``index`` (duck-typed tensors:
+        # shape, slicing, index_select), so a split costs only its index, never a copy of N values.
+        rows = cast(torch.Tensor, TensorRows(data.x, index))
+        y = cast(torch.Tensor, TensorRows(targets, index, torch.int64))
         lengths = None
         if data.lengths is not None:
-            lengths = torch.from_numpy(data.lengths if index is None else data.lengths[index])
+            lengths = cast(torch.Tensor, TensorRows(data.lengths, index, torch.int64))
         if variable and lengths is None:
             lengths = torch.full((rows.shape[0],), rows.shape[1], dtype=torch.int64)
         return SequenceSplit(rows, y, lengths)
     if index is None:
         x = torch.from_numpy(np.asarray(data.x))  # the whole file: a memory map stays mapped
-        y = torch.from_numpy(targets)
+        y = torch.from_numpy(targets.astype(np.int64))
         lengths = None if data.lengths is None else torch.from_numpy(data.lengths)
     else:
         x = torch.from_numpy(np.ascontiguousarray(data.x[index]))  # reads only these rows
-        y = torch.from_numpy(targets[index])
+        y = torch.from_numpy(targets[index].astype(np.int64))
         lengths = None if data.lengths is None else torch.from_numpy(data.lengths[index])
     if variable and lengths is None:
         lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.int64)

@@ -47,6 +47,47 @@ _CHUNK = 4096  # sequences per chunk when scanning large arrays
 STORE_AUTO_BYTES = 1 << 30  # .csv/.parquet files from this size on are read through the store
 
 
+@dataclass(frozen=True)
+class EncodedLabels:
+    """Labels held as each sequence's index into the distinct labels (a store's form: N small integers).
+
+    Attributes:
+        codes: Index into ``names`` of each sequence, shape (N,), the smallest unsigned integer type
+            that holds it.
+        names: The distinct labels, sorted (numbers numerically, text alphabetically); each occurs.
+    """
+
+    codes: np.ndarray
+    names: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of ``codes``: (N,)."""
+        return tuple(self.codes.shape)
+
+    @property
+    def size(self) -> int:
+        """Number of labels N."""
+        return int(self.codes.size)
+
+    def values(self) -> np.ndarray:
+        """The labels themselves, shape (N,) (an array of N values: for small files and checks)."""
+        return self.names[self.codes]
+
+
+def label_classes(labels: np.ndarray | EncodedLabels) -> EncodedLabels:
+    """The sorted distinct labels and each sequence's index into them (``np.unique`` for raw labels)."""
+    if isinstance(labels, EncodedLabels):
+        return labels
+    names, inverse = np.unique(labels, return_inverse=True)  # vectorised: no Python object per sequence
+    return EncodedLabels(codes=inverse.reshape(-1).astype(smallest_index_type(len(names))), names=names)
+
+
+def smallest_index_type(count: int) -> np.dtype[Any]:
+    """The smallest unsigned integer type that holds every index in ``range(count)``."""
+    return np.min_scalar_type(max(count - 1, 0))
+
+
 @dataclass
 class SequenceFile:
     """The sequences of one file, stacked.
@@ -56,7 +97,9 @@ class SequenceFile:
             says so (possibly a read-only memory map of the file).
         lengths: True length of each sequence, int64, shape (N,), each in [1, T]; None when every
             sequence is T steps long.
-        labels: Raw labels, shape (N,), int64 or strings; None when the file has none.
+        labels: Raw labels, shape (N,), int64 or strings, or (files read through the store)
+            :class:`EncodedLabels`; None when the file has none. :func:`label_classes` gives both forms
+            as classes and codes.
         ids: Sequence ids as strings, or None when the file has none (then the index identifies them);
             read on demand (``ids[start:stop]``) when the file is read through the store.
         path: The file read.
@@ -64,7 +107,7 @@ class SequenceFile:
 
     x: np.ndarray | LazyArray
     lengths: np.ndarray | None
-    labels: np.ndarray | None
+    labels: np.ndarray | EncodedLabels | None
     ids: Sequence[str] | None
     path: Path
 
@@ -328,7 +371,8 @@ def _read_store(file: Path, where: str, require_labels: bool) -> SequenceFile:
     store = open_store(file, where)
     labels = None
     if store.labels is not None:
-        labels = np.asarray(store.label_names)[store.labels[:]]
+        names = np.asarray(store.label_names)
+        labels = EncodedLabels(codes=store.labels[:].astype(smallest_index_type(len(names))), names=names)
     elif require_labels:
         raise UserInputError(f"{where}: the file has no labels; training needs them ({_label_hint(file)})")
     lengths: np.ndarray | None = store.lengths[:]

@@ -231,12 +231,12 @@ def facts_of_files(train_file: str, has_val_file: bool, test_fraction: float | N
 
     ``test_fraction``: the share of ``train_file`` split off for testing (None: a test file is given).
     """
-    from bigru_lightning.data.files import read_sequences
+    from bigru_lightning.data.files import label_classes, read_sequences
 
     data = read_sequences(train_file, require_labels=True, param="data.train_file")
     assert data.labels is not None
     max_length = int(data.lengths.max()) if data.lengths is not None else data.num_steps
-    classes = len({str(label) for label in data.labels})
+    classes = len(label_classes(data.labels).names)
     count = data.num_sequences
     if test_fraction is not None and 0 < test_fraction < 1:
         count -= math.ceil(count * test_fraction)

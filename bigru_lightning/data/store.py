@@ -157,25 +157,31 @@ def _read_exactly(fd: int, view: memoryview, offset: int) -> None:
 
 
 class TensorRows:
-    """Rows of a :class:`LazyArray` (all, or those of ``index``) as the batcher's tensor: read per batch.
+    """Rows of an array (all, or those of ``index``) as the batcher's tensor: taken per batch.
 
-    It offers what :class:`~bigru_lightning.data.batching.TensorBatcher` and the DataModule use of a
-    tensor (``shape``, ``device``, slicing, ``index_select(0, ...)``, ``to``, ``numel``,
-    ``element_size``), each returning real tensors of only the rows asked for.
+    The array is a :class:`LazyArray` (rows read from the store on demand) or a NumPy array held
+    in a compact type (e.g. class indices as uint8). It offers what
+    :class:`~bigru_lightning.data.batching.TensorBatcher` and the DataModule use of a tensor
+    (``shape``, ``device``, slicing, ``index_select(0, ...)``, ``to``, ``numel``, ``element_size``),
+    each returning real tensors of only the rows asked for, converted to ``dtype`` when given.
     """
 
-    def __init__(self, array: LazyArray, index: np.ndarray | None = None) -> None:
+    def __init__(
+        self, array: LazyArray | np.ndarray, index: np.ndarray | None = None, dtype: torch.dtype | None = None
+    ) -> None:
         self.array = array
         self.index = index
+        self.convert = dtype
         rows = array.shape[0] if index is None else len(index)
         self.shape = torch.Size((rows, *array.shape[1:]))
         self.device = torch.device("cpu")
-        self.dtype = torch.from_numpy(np.zeros(0, array.dtype)).dtype
+        self.dtype = dtype if dtype is not None else torch.from_numpy(np.zeros(0, array.dtype)).dtype
 
     def _rows(self, positions: np.ndarray | slice) -> torch.Tensor:
         if self.index is not None:
             positions = self.index[positions]
-        return torch.from_numpy(self.array[positions])
+        rows = torch.from_numpy(np.asarray(self.array[positions]))
+        return rows if self.convert is None else rows.to(self.convert)
 
     def __len__(self) -> int:
         return int(self.shape[0])
@@ -196,8 +202,8 @@ class TensorRows:
         return int(np.prod(self.shape))
 
     def element_size(self) -> int:
-        """Bytes per element."""
-        return int(self.array.dtype.itemsize)
+        """Bytes per element of the tensors returned."""
+        return int(torch.empty(0, dtype=self.dtype).element_size())
 
     def to(self, device: torch.device | str) -> torch.Tensor:
         """Everything, loaded, on ``device`` (only for data small enough to cache there)."""
