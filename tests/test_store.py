@@ -265,3 +265,20 @@ def test_prepare_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         prepare_main([str(tmp_path / "x.npz")])
     assert caught.value.code == 2
     assert "only .csv and .parquet files are prepared" in capsys.readouterr().err
+
+
+def test_the_file_data_default_trains_on_the_store_as_in_memory(in_tmp: Path) -> None:
+    """scripts/fit.py's recipe (random kernels fitted on the split, FCN branch) on a store-backed file.
+
+    The random-kernel fit picks training rows by index: the store's rows must serve it, and the run
+    must end where the in-memory run of the same file ends.
+    """
+    from bigru_lightning.cli import main
+
+    path = _write(_table(240, seed=5), in_tmp / "d.parquet")
+    args = ["--data", "FileDataModule", "--data.train_file", str(path), "--trainer.max_epochs", "2"]
+    stored = main([*args, "--data.store", "true"])
+    assert store_path(path).is_dir()  # it went through the store
+    memory = main([*args, "--data.store", "false"])
+    assert stored["test/acc"] == memory["test/acc"]
+    assert stored["test/loss"] == pytest.approx(memory["test/loss"], rel=1e-4)

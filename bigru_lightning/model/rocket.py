@@ -238,7 +238,9 @@ class RandomKernelBranch(nn.Module):
         divide = torch.ones(()) if input_std is None else input_std.to(device, torch.float32)
 
         def rows(index: torch.Tensor, steps: int) -> torch.Tensor:
-            return (x[index, :steps].to(device=device, dtype=torch.float32) - shift) / divide
+            # index_select: what every row source offers (tensors, memory maps, the store's TensorRows)
+            picked = x.index_select(0, index.to(x.device))[:, :steps]
+            return (picked.to(device=device, dtype=torch.float32) - shift) / divide
 
         for block in self.blocks:
             assert isinstance(block, DilatedKernels)
