@@ -8,9 +8,9 @@ Every stage runs in its own subprocess, so its peak resident memory (``ru_maxrss
 Stages: write the files (CSV and Parquet written in chunks / row groups, never whole in memory),
 read the 40,000 x 50 x 3 table into memory (``read_sequences``, pyarrow), prepare the store
 (``prepare_store``, streaming), train ``--steps`` steps at ``--batch`` on the store
-(``FileDataModule(store=True)``, ``Trainer(max_steps=...)``), predict the whole file (the store
-read batch by batch, probabilities written to CSV in chunks). Everything written goes into a
-temporary folder (``--workdir``) that is removed at the end.
+(``FileDataModule(store=True)``, ``Trainer(max_steps=...)``), predict the whole file with
+``scripts/predict.py`` (it reads the store batch by batch and writes the rows as they come).
+Everything written goes into a temporary folder (``--workdir``) that is removed at the end.
 """
 
 from __future__ import annotations
@@ -94,10 +94,11 @@ def stage_prepare(path: str) -> dict[str, Any]:
 
 
 def stage_train(path: str, steps: int, batch: int) -> dict[str, Any]:
-    """Train ``steps`` steps at ``batch`` sequences on the store."""
+    """Train ``steps`` steps at ``batch`` sequences on the store; save a checkpoint for the predict stage."""
     import lightning.pytorch as pl
     import torch
 
+    from bigru_lightning.cli import hand_data_facts_to_model
     from bigru_lightning.data import FileDataModule
     from bigru_lightning.module import BiGRUClassifier
 
@@ -105,6 +106,8 @@ def stage_train(path: str, steps: int, batch: int) -> dict[str, Any]:
     start = time.perf_counter()
     data = FileDataModule(path, batch_size=batch, store=True, val_fraction=0.01, test_fraction=0.01)
     model = BiGRUClassifier(input_size=data.num_features, num_classes=data.num_classes)
+    data.setup("fit")
+    hand_data_facts_to_model(data, model)  # standardisation and label names, as scripts/fit.py does
     trainer = pl.Trainer(
         max_steps=steps,
         limit_val_batches=0,
@@ -115,35 +118,24 @@ def stage_train(path: str, steps: int, batch: int) -> dict[str, Any]:
         accelerator="cpu",
     )
     trainer.fit(model, datamodule=data)
-    torch.save({"state_dict": model.state_dict(), "classes": data.num_classes}, path + ".weights.pt")
+    trainer.save_checkpoint(path + ".ckpt")
     return {"seconds": time.perf_counter() - start, "steps": trainer.global_step}
 
 
 def stage_predict(path: str, batch: int) -> dict[str, Any]:
-    """Predict every sequence of the file through its store, writing the probabilities in chunks."""
-    import csv
-
-    import numpy as np
-    import torch
-
-    from bigru_lightning.data import read_sequences
-    from bigru_lightning.module import BiGRUClassifier
+    """Predict every sequence of the file with ``scripts/predict.py`` (Trainer.predict, rows written as they come)."""
+    from bigru_lightning.predict import main as predict
 
     start = time.perf_counter()
-    saved = torch.load(path + ".weights.pt", weights_only=True)
-    data = read_sequences(path, require_labels=False, param="--input", store=True)
-    model = BiGRUClassifier(input_size=data.num_features, num_classes=saved["classes"])
-    model.load_state_dict(saved["state_dict"])
-    model.eval()
-    assert data.ids is not None
-    with open(path + ".predictions.csv", "w", newline="") as handle, torch.inference_mode():
-        writer = csv.writer(handle)
-        for first in range(0, data.num_sequences, batch):
-            x = torch.from_numpy(np.ascontiguousarray(data.x[first : first + batch]))
-            probabilities = model.predict_step((x, torch.zeros(len(x), dtype=torch.int64)), 0).numpy()
-            ids = data.ids[first : first + batch]
-            writer.writerows(zip(ids, probabilities.argmax(axis=1).tolist(), strict=True))
-    return {"seconds": time.perf_counter() - start, "sequences": data.num_sequences}
+    output = predict(
+        [
+            *("--ckpt_path", path + ".ckpt", "--input", path, "--output", path + ".predictions.csv"),
+            *("--batch_size", str(batch), "--accelerator", "cpu"),
+        ]
+    )
+    with open(output, "rb") as handle:
+        rows = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b"")) - 1  # minus the header
+    return {"seconds": time.perf_counter() - start, "sequences": rows}
 
 
 STAGES = {

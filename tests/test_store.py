@@ -282,3 +282,30 @@ def test_the_file_data_default_trains_on_the_store_as_in_memory(in_tmp: Path) ->
     memory = main([*args, "--data.store", "false"])
     assert stored["test/acc"] == memory["test/acc"]
     assert stored["test/loss"] == pytest.approx(memory["test/loss"], rel=1e-4)
+
+
+def test_store_is_chosen_by_rows_or_an_existing_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bigru_lightning.data import files, readers
+
+    table = _table(300, seed=6)
+    for suffix in (".csv", ".parquet"):
+        path = _write(table, tmp_path / f"d{suffix}")
+        rows = readers.estimated_rows(path)
+        assert rows == table.num_rows if suffix == ".parquet" else abs(rows - table.num_rows) <= 1  # header
+        assert not files.uses_store(path, None)  # small, never prepared: in memory
+        assert files.uses_store(path, True) and not files.uses_store(path, False)
+        monkeypatch.setattr(files, "STORE_AUTO_ROWS", table.num_rows // 2)
+        assert files.uses_store(path, None)  # large: through the store
+        monkeypatch.undo()
+        prepare_store(path)
+        assert files.uses_store(path, None)  # prepared before: read from its store
+        assert not files.uses_store(path, False)
+
+
+def test_csv_row_estimate_scales_from_the_first_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bigru_lightning.data import readers
+
+    path = _write(_table(3000, seed=7), tmp_path / "d.csv")
+    monkeypatch.setattr(readers, "_BLOCK", 4096)  # the file is many blocks long
+    exact = path.read_bytes().count(b"\n")
+    assert abs(readers.estimated_rows(path) - exact) < 0.1 * exact

@@ -47,7 +47,7 @@ class FileDataModule(SequenceDataModule):
         device_cache_mb: On an accelerator, data up to this size is moved there once.
         store: Read .csv/.parquet files through the memory-mapped store (prepared once, cached next
             to the file as ``<file>.bigru-store``; batches are read from it on demand, so data larger
-            than memory trains in bounded memory). None: for files of 1 GiB or more.
+            than memory trains in bounded memory). None: when the file has a current store or 5 million rows or more.
     """
 
     def __init__(

@@ -44,7 +44,9 @@ if TYPE_CHECKING:
 SUFFIXES = (".npz", ".csv", ".parquet", ".pq", ".ts")
 ACCEPTED = "accepted: .npz (X, y), .csv or .parquet (columns sequence_id, label[, time], features), .ts (UCR/UEA)"
 _CHUNK = 4096  # sequences per chunk when scanning large arrays
-STORE_AUTO_BYTES = 1 << 30  # .csv/.parquet files from this size on are read through the store
+# .csv/.parquet files of this many rows or more are read through the store: in memory, a row of three
+# features costs about 70 bytes at the read's peak (benchmarks/large_data.py), so 5 million rows ~ 350 MB.
+STORE_AUTO_ROWS = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,8 @@ def read_sequences(
         param: The parameter that named the file, for error messages (e.g. ``data.train_file``).
         store: For ``.csv``/``.parquet``: read through the memory-mapped store (prepared once and
             cached next to the file, see :mod:`.store`) instead of into memory; then ``x`` and
-            ``ids`` are read lazily. None: when the file is at least ``STORE_AUTO_BYTES`` large.
+            ``ids`` are read lazily. None: when the file has a current store already (prepared
+            earlier) or at least ``STORE_AUTO_ROWS`` rows (:func:`uses_store`).
 
     Raises:
         UserInputError: The file is missing, empty, of an unknown format or malformed.
@@ -176,7 +179,7 @@ def _read_unchanged(
     suffix = file.suffix.lower()
     if size == 0:
         raise UserInputError(f"{where}: the file is empty; {ACCEPTED}")
-    if suffix in (".csv", ".parquet", ".pq") and (store or (store is None and size >= STORE_AUTO_BYTES)):
+    if suffix in (".csv", ".parquet", ".pq") and uses_store(file, store):
         return _read_store(file, where, require_labels)
     if suffix == ".npz":
         result = _read_npz(file, where)
@@ -186,6 +189,21 @@ def _read_unchanged(
         result = _read_ts(file, where)
     _validate(result, where, require_labels)
     return result
+
+
+def uses_store(file: Path, store: bool | None) -> bool:
+    """Whether the long-format ``file`` is read through its store.
+
+    ``store`` when given; otherwise when a current store of it exists or it has ``STORE_AUTO_ROWS``
+    rows or more (read into memory, a file takes several times its size on disk: a Parquet file of 50
+    million rows, 0.7 GB, took 3.4 GB).
+    """
+    if store is not None:
+        return store
+    from bigru_lightning.data import readers
+    from bigru_lightning.data.store import has_current_store
+
+    return has_current_store(file) or readers.estimated_rows(file) >= STORE_AUTO_ROWS
 
 
 # -- validation shared by every format -------------------------------------------------------------

@@ -282,6 +282,12 @@ def open_store(file: str | Path, where: str) -> SequenceStore:
     return store
 
 
+def has_current_store(file: str | Path) -> bool:
+    """Whether ``file`` has a complete store that matches it (its size and modification time)."""
+    source = Path(file)
+    return _open_if_fresh(source, store_path(source)) is not None
+
+
 def _open_if_fresh(source: Path, folder: Path) -> SequenceStore | None:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
