@@ -221,7 +221,7 @@ class PredictionFileWriter(BasePredictionWriter):
     def _write_rows(self, indices: np.ndarray, probabilities: np.ndarray) -> None:
         assert self._sink is not None
         predicted = [self.label_names[int(k)] for k in probabilities.argmax(axis=1)]
-        self._sink.write([self.ids[int(i)] for i in indices], predicted, probabilities)
+        self._sink.write(ids_at(self.ids, indices), predicted, probabilities)
         self.rows_written += len(indices)
 
     def _merge_parts(self, world_size: int) -> None:
@@ -247,6 +247,16 @@ class PredictionFileWriter(BasePredictionWriter):
         if self.target is None:
             raise RuntimeError("PredictionFileWriter.target was not set before Trainer.predict")
         return self.target
+
+
+def ids_at(ids: Sequence[str], rows: np.ndarray) -> list[str]:
+    """The ids of ``rows``; a store's ids (:class:`~bigru_lightning.data.store.LazyIds`) in one read."""
+    if isinstance(ids, np.ndarray):
+        return [str(v) for v in ids[rows]]
+    take = getattr(ids, "take", None)  # LazyIds (duck-typed: importing the store would import pyarrow)
+    if take is not None:
+        return list(take(rows))
+    return [ids[int(i)] for i in rows]
 
 
 def make_trainer(accelerator: str, devices: str, writer: PredictionFileWriter) -> pl.Trainer:

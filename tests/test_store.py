@@ -82,6 +82,7 @@ def test_store_reads_what_the_in_memory_reader_reads(
     assert lazy.x.shape == expected.x.shape
     np.testing.assert_array_equal(np.asarray(lazy.x), expected.x)
     assert lazy.ids is not None and expected.ids is not None and list(lazy.ids) == list(expected.ids)
+    assert lazy.ids[3] == str(expected.ids[3])  # one id: text, not a NumPy scalar's repr
     if expected.lengths is None:  # every sequence full length
         assert lazy.lengths is None and case == "parquet_grouped_in_order"
     else:
@@ -309,3 +310,31 @@ def test_csv_row_estimate_scales_from_the_first_block(tmp_path: Path, monkeypatc
     monkeypatch.setattr(readers, "_BLOCK", 4096)  # the file is many blocks long
     exact = path.read_bytes().count(b"\n")
     assert abs(readers.estimated_rows(path) - exact) < 0.1 * exact
+
+
+def test_predict_through_the_store_writes_what_the_in_memory_read_writes(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scripts/predict.py on a store-backed file: the same rows, and the ids read a batch at a time."""
+    from bigru_lightning.cli import main as fit
+    from bigru_lightning.data.store import LazyArray
+    from bigru_lightning.predict import main as predict
+
+    table = _table(300, seed=8, interleave=True)
+    path = _write(table, in_tmp / "d.parquet")
+    fit(["--data", "FileDataModule", "--data.train_file", str(path), "--trainer.max_epochs", "1"])
+    ckpt = str(next((in_tmp / "lightning_logs").rglob("*.ckpt")))
+    args = ["--ckpt_path", ckpt, "--batch_size", "64", "--accelerator", "cpu"]
+    predict([*args, "--input", str(path), "--output", "memory.csv"])  # small, never prepared: in memory
+    prepare_store(path)
+    reads: list[str] = []
+    real_read = LazyArray._read_rows
+
+    def counted(self: LazyArray, rows: np.ndarray) -> np.ndarray:
+        reads.append(self.path.name)
+        return real_read(self, rows)
+
+    monkeypatch.setattr(LazyArray, "_read_rows", counted)
+    predict([*args, "--input", str(path), "--output", "stored.csv"])  # a current store: read through it
+    assert (in_tmp / "stored.csv").read_text() == (in_tmp / "memory.csv").read_text()
+    assert reads.count("x.npy") == 5 and reads.count("ids.npy") <= 5  # 300 rows, batches of 64

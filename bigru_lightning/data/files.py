@@ -163,12 +163,14 @@ def read_sequences(
     except OSError as error:
         raise UserInputError(f"{where}: cannot be read ({error.strerror or error})") from error
     identity = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
-    return _read_unchanged(str(file), identity, require_labels, where, store)
+    # Decided before the cache: a store prepared since the last read changes how the file is read.
+    through_store = suffix in (".csv", ".parquet", ".pq") and uses_store(file, store)
+    return _read_unchanged(str(file), identity, require_labels, where, through_store)
 
 
 @functools.lru_cache(maxsize=1)
 def _read_unchanged(
-    path: str, identity: tuple[str, int, int], require_labels: bool, where: str, store: bool | None
+    path: str, identity: tuple[str, int, int], require_labels: bool, where: str, through_store: bool
 ) -> SequenceFile:
     """:func:`read_sequences` of ``path``, which exists and is readable.
 
@@ -179,7 +181,7 @@ def _read_unchanged(
     suffix = file.suffix.lower()
     if size == 0:
         raise UserInputError(f"{where}: the file is empty; {ACCEPTED}")
-    if suffix in (".csv", ".parquet", ".pq") and uses_store(file, store):
+    if through_store:
         return _read_store(file, where, require_labels)
     if suffix == ".npz":
         result = _read_npz(file, where)

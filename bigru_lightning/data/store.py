@@ -109,6 +109,8 @@ class LazyArray:
     def __getitem__(self, index: Any) -> np.ndarray:
         if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and index.ndim == 1:
             return self._read_rows(index)
+        if isinstance(index, (int, np.integer)) and self.ndim > 0:  # one row: one positioned read, no map
+            return self._read_rows(np.array([index], dtype=np.int64))[0]
         if isinstance(index, slice) and index.step in (None, 1) and self.ndim > 0:
             return self._read_rows(np.arange(*index.indices(self.shape[0]), dtype=np.int64))
         with self.mapped() as array:
@@ -230,6 +232,10 @@ class LazyIds(Sequence[str]):
         if isinstance(index, slice):
             return [_id_text(v) for v in values]
         return _id_text(values)
+
+    def take(self, rows: np.ndarray) -> list[str]:
+        """The ids of ``rows`` (integers, any order), read at once."""
+        return [_id_text(v) for v in self.array[np.asarray(rows, dtype=np.int64)]]
 
     def __iter__(self) -> Iterator[str]:
         for start in range(0, len(self), _SEQ_CHUNK):
