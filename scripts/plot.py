@@ -1,6 +1,8 @@
 """Write a run's loss/accuracy curves and confusion matrix as PNG files: python scripts/plot.py RUN_DIR."""
 
+from bigru_lightning.app import skip_final_collection
 from bigru_lightning.figures.plot_command import main
 
 if __name__ == "__main__":
     main()
+    skip_final_collection()  # the run is complete: exit without the final garbage collections

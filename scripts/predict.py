@@ -1,6 +1,8 @@
 """Predict class probabilities for a file of sequences with a trained checkpoint."""
 
+from bigru_lightning.app import skip_final_collection
 from bigru_lightning.predict import main
 
 if __name__ == "__main__":
     main()
+    skip_final_collection()  # the run is complete: exit without the final garbage collections

@@ -1,6 +1,8 @@
 """Search fit.py's options with an Optuna study (see docs/sweeps.md)."""
 
+from bigru_lightning.app import skip_final_collection
 from bigru_lightning.sweeps import main
 
 if __name__ == "__main__":
     main()
+    skip_final_collection()  # the run is complete: exit without the final garbage collections
