@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from bigru_lightning.app import OptionParser, atomic_output, check_output, load_classifier, run_command
 from bigru_lightning.cli import check_accelerator
 from bigru_lightning.data.files import SequenceFile, read_sequences
+from bigru_lightning.data.store import LazyIds
 from bigru_lightning.errors import UserInputError, one_line
 
 Batch = tuple[torch.Tensor, ...]
@@ -250,12 +251,9 @@ class PredictionFileWriter(BasePredictionWriter):
 
 
 def ids_at(ids: Sequence[str], rows: np.ndarray) -> list[str]:
-    """The ids of ``rows``; a store's ids (:class:`~bigru_lightning.data.store.LazyIds`) in one read."""
-    if isinstance(ids, np.ndarray):
-        return [str(v) for v in ids[rows]]
-    take = getattr(ids, "take", None)  # LazyIds (duck-typed: importing the store would import pyarrow)
-    if take is not None:
-        return list(take(rows))
+    """The ids of ``rows``; a store's ids in one read (one id at a time would be a read each)."""
+    if isinstance(ids, LazyIds):
+        return ids.take(rows)
     return [ids[int(i)] for i in rows]
 
 

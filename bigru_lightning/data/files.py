@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from bigru_lightning.data.readers import CSV_ID as CSV_ID
-from bigru_lightning.data.readers import CSV_LABEL
+from bigru_lightning.data.readers import CSV_LABEL, estimated_rows
 from bigru_lightning.data.readers import CSV_TIME as CSV_TIME
 from bigru_lightning.errors import UserInputError
 
@@ -202,10 +202,9 @@ def uses_store(file: Path, store: bool | None) -> bool:
     """
     if store is not None:
         return store
-    from bigru_lightning.data import readers
-    from bigru_lightning.data.store import has_current_store
+    from bigru_lightning.data.store import has_current_store  # the store module imports this one
 
-    return has_current_store(file) or readers.estimated_rows(file) >= STORE_AUTO_ROWS
+    return has_current_store(file) or estimated_rows(file) >= STORE_AUTO_ROWS
 
 
 # -- validation shared by every format -------------------------------------------------------------
