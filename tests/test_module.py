@@ -83,7 +83,7 @@ def test_label_smoothing_is_used_in_the_loss() -> None:
 def test_exact_auroc_equals_torchmetrics_auroc_over_many_batches() -> None:
     from torchmetrics.classification import MulticlassAUROC
 
-    from bigru_lightning.module import ExactAUROC
+    from bigru_lightning.metrics import ExactAUROC
 
     generator = torch.Generator().manual_seed(0)
     ours, reference = ExactAUROC(3), MulticlassAUROC(3, average="macro", thresholds=None)
@@ -97,3 +97,36 @@ def test_exact_auroc_equals_torchmetrics_auroc_over_many_batches() -> None:
             reference.update(probabilities, target)
         assert torch.allclose(ours.compute(), reference.compute(), atol=1e-6)
     assert sum(len(t) for t in ours.target) == 40 * 7 + 305
+
+
+def test_binned_roc_equals_torchmetrics_binned_roc() -> None:
+    """The bucketed update keeps torchmetrics' exact state: ties on thresholds (0 and 1 too), batches of any size."""
+    from torchmetrics.classification import MulticlassROC
+
+    from bigru_lightning.metrics import BinnedROC
+
+    generator = torch.Generator().manual_seed(0)
+    grid = torch.linspace(0, 1, 201)
+    for classes in (2, 3, 5):
+        ours = BinnedROC(classes, thresholds=201, validate_args=False)
+        reference = MulticlassROC(classes, thresholds=201, validate_args=False)
+        for size in (1, 7, 256, 1000):
+            probabilities = torch.rand(size, classes, generator=generator).softmax(dim=-1)
+            ties = torch.randint(0, 201, (size // 3, classes), generator=generator)
+            probabilities[: size // 3] = grid[ties]  # exactly on a threshold (0 and 1 included)
+            target = torch.randint(0, classes, (size,), generator=generator)
+            ours.update(probabilities, target)
+            reference.update(probabilities, target)
+        assert torch.equal(ours.confmat, reference.confmat)
+        for mine, theirs in zip(ours.compute(), reference.compute(), strict=True):
+            assert torch.equal(mine, theirs)
+
+
+def test_hook_name_is_set_directly_and_other_attributes_as_usual() -> None:
+    model = BiGRUClassifier()
+    model._current_fx_name = "training_step"
+    assert model._current_fx_name == "training_step"
+    assert "_current_fx_name" not in model._parameters and "_current_fx_name" not in model._buffers
+    model.extra = torch.nn.Linear(1, 1)  # still registered as a submodule
+    model.scale = torch.nn.Parameter(torch.ones(1))  # still registered as a parameter
+    assert "extra" in model._modules and "scale" in model._parameters
