@@ -12,6 +12,10 @@ In one process, on the same generated data, model and batch size, it times
 * ``lightning``: the project's Trainer path, built by the same CLI as ``scripts/fit.py`` (same module,
   DataModule, callbacks, checkpoints and TensorBoard logger, written to a temporary folder);
 * ``lightning_dataloader``: the same Trainer fed by ``DataLoader(TensorDataset)`` instead of the batcher;
+* ``lightning_bare``: the floor of Lightning's own loop: a bare ``Trainer`` (no logger, checkpoints,
+  callbacks, summary or sanity check) running a minimal LightningModule that does the plain loop's step
+  (same network, scaling, loss and per-epoch sums) on the same batcher. ``lightning_vs_bare`` is what the
+  project adds on top of Lightning; ``bare_vs_plain`` is what Lightning's loop itself costs;
 * the batcher alone against ``DataLoader(TensorDataset)`` alone (shuffled training epochs);
 * each model option of :data:`MODEL_OPTIONS` through the Trainer path at batch 256.
 
@@ -54,7 +58,7 @@ from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
 from bigru_lightning.model import BiGRU
 
 SEED = 42
-TRAINING = ("plain", "lightning", "lightning_dataloader")
+TRAINING = ("plain", "lightning", "lightning_dataloader", "lightning_bare")
 MODEL_BATCH_SIZE = 256
 
 # ---------------------------------------------------------------------------------------------------
@@ -346,6 +350,91 @@ def run_lightning(cfg: BenchConfig, dataloader: bool = False, model_args: Sequen
     )
 
 
+def _bare_module(num_features: int, num_classes: int, hidden_size: int) -> Any:
+    """The least LightningModule for the plain loop's work: its step, its scaling and loss, its epoch sums."""
+    import lightning.pytorch as pl
+
+    class BareModule(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = BiGRU(input_size=num_features, hidden_size=hidden_size, num_classes=num_classes)
+            self.register_buffer("mean", torch.zeros(num_features))
+            self.register_buffer("std", torch.ones(num_features))
+            self.register_buffer("class_weight", torch.ones(num_classes))
+            self.sums = {stage: [torch.zeros((), dtype=torch.float64), 0] for stage in ("train", "val")}
+            self.losses: dict[str, list[float]] = {"train": [], "val": []}
+            self.train_samples = self.val_samples = 0
+
+        def _step(self, batch: Sequence[torch.Tensor], stage: str) -> torch.Tensor:
+            x, y = batch[0], batch[1]
+            loss = functional.cross_entropy(self.net((x - self.mean) / self.std), y, weight=self.class_weight)
+            self.sums[stage][0] = self.sums[stage][0].to(loss.device) + loss.detach().double() * y.shape[0]
+            self.sums[stage][1] += int(y.shape[0])
+            return loss
+
+        def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+            return self._step(batch, "train")
+
+        def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+            self._step(batch, "val")
+
+        def _close_epoch(self, stage: str) -> None:  # one host read per epoch, as the plain loop
+            total, count = self.sums[stage]
+            self.losses[stage].append(float(total) / max(count, 1))
+            self.sums[stage] = [torch.zeros((), dtype=torch.float64), 0]
+            if stage == "train":
+                self.train_samples += count
+            else:
+                self.val_samples = count
+
+        def on_train_epoch_end(self) -> None:
+            self._close_epoch("train")
+
+        def on_validation_epoch_end(self) -> None:
+            self._close_epoch("val")
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.Adam(self.parameters(), lr=0.01)
+
+    return BareModule()
+
+
+def run_lightning_bare(cfg: BenchConfig) -> RunRecord:
+    """Lightning's loop with nothing of the project's around it (the floor); time ``trainer.fit``."""
+    import lightning.pytorch as pl
+
+    dm = _datamodule(cfg)
+    torch.manual_seed(SEED)
+    module = _bare_module(dm.num_features, dm.num_classes, cfg.hidden_size)
+    device = _device(cfg.accelerator)
+    with _in_temp_dir(), _lightning_log_level(logging.WARNING):
+        trainer = pl.Trainer(
+            accelerator=cfg.accelerator,
+            devices=1,
+            precision=cfg.precision,  # type: ignore[arg-type]
+            max_epochs=cfg.epochs,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
+        _sync(device)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        trainer.fit(module, train_dataloaders=dm.train_dataloader(), val_dataloaders=dm.val_dataloader())
+        _sync(device)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return RunRecord(
+        wall,
+        cpu,
+        module.train_samples,
+        int(trainer.global_step),
+        module.val_samples,
+        module.losses["train"],
+        module.losses["val"],
+    )
+
+
 # -- the same work -----------------------------------------------------------------------------------
 def same_work_problems(records: dict[str, RunRecord], loss_factor: float = 10.0) -> list[str]:
     """Why the training contestants did not do the same work (empty when they did).
@@ -467,6 +556,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
         "plain": run_plain,
         "lightning": run_lightning,
         "lightning_dataloader": lambda c: run_lightning(c, dataloader=True),
+        "lightning_bare": run_lightning_bare,
     }
     warm_up = replace(cfg, num_samples=min(cfg.num_samples, 10 * cfg.batch_size), epochs=1)
     for name, runner in runners.items():
@@ -504,6 +594,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
         },
         "lightning_vs_plain": ratio("lightning", "plain").as_dict(),
         "lightning_vs_dataloader": ratio("lightning", "lightning_dataloader").as_dict(),
+        "lightning_vs_bare": ratio("lightning", "lightning_bare").as_dict(),
+        "bare_vs_plain": ratio("lightning_bare", "plain").as_dict(),
         "cpu_lightning_vs_plain": ratio("lightning", "plain", "cpu_s").as_dict(),
         "loader_samples_per_s": {
             name: summarise([r[name] for r in loaders]).as_dict() for name in ("batcher", "dataloader")
@@ -552,10 +644,13 @@ def format_report(result: dict[str, Any]) -> str:
         f"  (a) plain PyTorch loop:        {_summary(sps['plain'], 0, ' samples/s')}",
         f"  (b) project Trainer path:      {_summary(sps['lightning'], 0, ' samples/s')}",
         f"  (c) Lightning + DataLoader:    {_summary(sps['lightning_dataloader'], 0, ' samples/s')}",
+        f"  (e) bare Lightning (floor):    {_summary(sps['lightning_bare'], 0, ' samples/s')}",
         f"  (d) TensorBatcher alone:       {_summary(loaders['batcher'], 0, ' samples/s')}",
         f"      DataLoader(TensorDataset): {_summary(loaders['dataloader'], 0, ' samples/s')}",
         f"lightning_vs_plain      {_summary(result['lightning_vs_plain'])}",
         f"lightning_vs_dataloader {_summary(result['lightning_vs_dataloader'])}",
+        f"lightning_vs_bare       {_summary(result['lightning_vs_bare'])}  (the project's cost over Lightning's own)",
+        f"bare_vs_plain           {_summary(result['bare_vs_plain'])}  (Lightning's loop over a plain loop)",
         f"loader_vs_dataloader    {_summary(result['loader_vs_dataloader'], 1)}",
         f"per CPU second: lightning_vs_plain {_summary(result['cpu_lightning_vs_plain'])}",
     ]

@@ -26,21 +26,29 @@ TINY = ["--num_samples", "400", "--batch_size", "64", "--hidden_size", "4", "--e
 def test_benchmark_json_reports_medians_and_the_same_work(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["--json", *TINY, "--model_samples", "0"])
     result = json.loads(capsys.readouterr().out)  # the whole of stdout is one JSON object
-    for key in ("lightning_vs_plain", "lightning_vs_dataloader", "loader_vs_dataloader"):
+    for key in (
+        "lightning_vs_plain",
+        "lightning_vs_dataloader",
+        "lightning_vs_bare",
+        "bare_vs_plain",
+        "loader_vs_dataloader",
+    ):
         summary = result[key]
         assert summary["rounds"] == 2
         assert summary["low"] <= summary["median"] <= summary["high"]
         assert summary["median"] > 0
         assert summary["trusted"] is False  # 2 rounds are fewer than MIN_ROUNDS
     work = result["work"]
-    assert set(work) == {"plain", "lightning", "lightning_dataloader"}
+    assert set(work) == {"plain", "lightning", "lightning_dataloader", "lightning_bare"}
     for record in work.values():  # 320 training sequences (80% of 400), batch 64: 5 steps per epoch
         assert record["train_samples"] == 2 * 320
         assert record["steps"] == 2 * 5
         assert record["val_samples"] == 80
         assert len(record["train_losses"]) == len(record["val_losses"]) == 2
     # The plain loop sees the batcher's batches in the batcher's order: its losses match the Trainer's.
-    assert work["plain"]["train_losses"] == pytest.approx(work["lightning"]["train_losses"], rel=1e-3)
+    for name in ("lightning", "lightning_bare"):
+        assert work["plain"]["train_losses"] == pytest.approx(work[name]["train_losses"], rel=1e-3)
+        assert work["plain"]["val_losses"] == pytest.approx(work[name]["val_losses"], rel=1e-3)
     assert list(in_tmp.iterdir()) == []  # the Trainer's logs went to a temporary folder
 
 
