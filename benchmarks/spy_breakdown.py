@@ -4,7 +4,9 @@
     python benchmarks/spy_breakdown.py run.txt
 
 Each sample goes to the first phase of :data:`PHASES` whose marker appears in its stack (imports
-first: an import anywhere in the stack is start-up or lazy-import cost), else to ``other``.
+first: an import anywhere in the stack is start-up or lazy-import cost), else to ``other``. Samples of
+threads other than the main one (TensorBoard's writer thread, mostly waiting on its queue) are counted
+apart and left out of the shares: they are not time the run waits for.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+BACKGROUND = "background threads (not in the shares)"
+
 # (phase, markers): a sample belongs to the first phase with a marker in its stack.
 PHASES: list[tuple[str, tuple[str, ...]]] = [
+    (BACKGROUND, ("_bootstrap (threading.py",)),
     ("imports", ("_find_and_load",)),
     ("data generation and split", ("make_splits",)),
     ("Bayes oracle", ("bayes_accuracy",)),
-    ("figures (draw + write)", ("figure_logger.py",)),
+    ("figures (draw + write)", ("figures/callback.py", "figures/drawing.py")),
     ("checkpoint writes", ("save_checkpoint",)),
     ("checkpoint reload for the test", ("_restore_modules_and_callbacks", "serialization.py")),
     ("training: backward", ("backward (torch/_tensor.py", "run_backward")),
@@ -52,10 +57,13 @@ def main() -> None:
     parser.add_argument("profile", type=Path, help="py-spy record -f raw output")
     options = parser.parse_args()
     counts = breakdown(options.profile.read_text().splitlines())
+    background = counts.pop(BACKGROUND, 0)
     total = sum(counts.values()) or 1
     for phase, samples in counts.most_common():
         print(f"{100 * samples / total:5.1f}%  {samples:7d}  {phase}")
-    print(f"100.0%  {total:7d}  all samples")
+    print(f"100.0%  {total:7d}  samples of the main thread")
+    if background:
+        print(f"        {background:7d}  {BACKGROUND}")
 
 
 if __name__ == "__main__":

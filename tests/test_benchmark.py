@@ -136,7 +136,9 @@ def test_spy_breakdown_puts_each_sample_in_its_first_phase() -> None:
         "fit (lightning/pytorch/trainer/trainer.py:5);step (torch/optim/adam.py:1);training_step (module.py:9) 3",
         "fit (lightning/pytorch/trainer/trainer.py:5);step (torch/optim/adam.py:1);_single_tensor_adam (a.py:2) 4",
         "bayes_accuracy (gaussian_datamodule.py:1) 1",
+        "on_test_end (bigru_lightning/figures/callback.py:40);confusion (bigru_lightning/figures/drawing.py:9) 2",
         "something (else.py:1) 5",
+        "_bootstrap (threading.py:1002);_AsyncWriterThread.run (tensorboard/summary/writer/event_file_writer.py:1) 6",
         "not a sample line",
     ]
     counts = breakdown(lines)
@@ -145,7 +147,9 @@ def test_spy_breakdown_puts_each_sample_in_its_first_phase() -> None:
         "training: forward, loss, metrics": 3,
         "training: optimizer step": 4,
         "Bayes oracle": 1,
+        "figures (draw + write)": 2,
         "other": 5,
+        "background threads (not in the shares)": 6,  # TensorBoard's writer thread: not the run's time
     }
 
 
