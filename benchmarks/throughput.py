@@ -436,11 +436,14 @@ def run_lightning_bare(cfg: BenchConfig) -> RunRecord:
 
 
 # -- the same work -----------------------------------------------------------------------------------
-def same_work_problems(records: dict[str, RunRecord], loss_factor: float = 10.0) -> list[str]:
+def same_work_problems(
+    records: dict[str, RunRecord], loss_factor: float = 10.0, solved_loss: float = 0.01
+) -> list[str]:
     """Why the training contestants did not do the same work (empty when they did).
 
     Same training samples, optimizer steps and validation samples; each epoch's training and validation
-    loss within a factor ``loss_factor`` of the plain loop's (the same order: shuffles may differ).
+    loss within a factor ``loss_factor`` of the plain loop's (the same order: shuffles may differ), or
+    both under ``solved_loss`` (both have solved the task; the ratio of two losses near zero says nothing).
     """
     reference_name = next(iter(records))
     reference = records[reference_name]
@@ -455,9 +458,9 @@ def same_work_problems(records: dict[str, RunRecord], loss_factor: float = 10.0)
                 problems.append(f"{name} has {len(ours)} {what}, {reference_name} {len(theirs)}")
                 continue
             for epoch, (a, b) in enumerate(zip(ours, theirs, strict=True)):
-                if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0) or (
-                    max(a, b) / min(a, b) > loss_factor
-                ):
+                valid = math.isfinite(a) and math.isfinite(b) and a >= 0 and b >= 0
+                both_solved = max(a, b) < solved_loss
+                if not valid or not (both_solved or (min(a, b) > 0 and max(a, b) / min(a, b) <= loss_factor)):
                     problems.append(f"{name} {what}[{epoch}] {a:.4g} vs {reference_name} {b:.4g}")
     return problems
 

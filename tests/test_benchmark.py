@@ -82,6 +82,9 @@ def test_same_work_check_catches_other_steps_and_losses() -> None:
     problems = same_work_problems({"plain": _record(), "lightning": _record(loss=0.01)})
     assert len(problems) == 2 and "train_losses[1]" in problems[0] and "val_losses[1]" in problems[1]
     assert same_work_problems({"plain": _record(), "lightning": _record(loss=float("nan"))})
+    # Both near zero (the task solved): other shuffles give other tiny losses, not other work.
+    assert same_work_problems({"plain": _record(loss=2.2e-4), "lightning": _record(loss=1.3e-5)}) == []
+    assert len(same_work_problems({"plain": _record(loss=0.05), "lightning": _record(loss=1e-5)})) == 2
 
 
 def test_summary_median_range_and_trust() -> None:
