@@ -142,18 +142,38 @@ def test_spy_breakdown_puts_each_sample_in_its_first_phase() -> None:
         "on_test_end (bigru_lightning/figures/callback.py:40);confusion (bigru_lightning/figures/drawing.py:9) 2",
         "something (else.py:1) 5",
         "_bootstrap (threading.py:1002);_AsyncWriterThread.run (tensorboard/summary/writer/event_file_writer.py:1) 6",
+        "validation_step (module.py:1);cross_entropy (torch/nn/functional.py:3) 1",
+        # the plain script: its evaluation calls the same forward as its training
+        "main (benchmarks/tutorial_plain.py:84);evaluate (benchmarks/tutorial_plain.py:43);"
+        "BiGRU.forward (benchmarks/tutorial_plain.py:28) 4",
+        "main (benchmarks/tutorial_plain.py:74);BiGRU.forward (benchmarks/tutorial_plain.py:28) 5",
         "not a sample line",
     ]
     counts = breakdown(lines)
     assert counts == {
         "imports": 9,  # a lazy import inside a step is still import cost
-        "training: forward, loss, metrics": 3,
+        "training: forward, loss, metrics": 3 + 5,
+        "validation steps": 1,
+        "validation and test (plain script)": 4,
         "training: optimizer step": 4,
         "Bayes oracle": 1,
         "figures (draw + write)": 2,
         "other": 5,
         "background threads (not in the shares)": 6,  # TensorBoard's writer thread: not the run's time
     }
+
+
+def test_spy_report_puts_profiles_side_by_side_in_seconds() -> None:
+    from collections import Counter
+
+    from benchmarks.spy_breakdown import BACKGROUND, report
+
+    fit = Counter({"imports": 150, "training: backward": 50, BACKGROUND: 999})
+    plain = Counter({"imports": 100, "training: backward": 100})
+    lines = report({"fit.txt": fit, "plain.txt": plain}, rate=100).splitlines()
+    assert lines[1].split() == ["imports", "75.0%", "1.50", "s", "50.0%", "1.00", "s"]  # background left out
+    assert lines[3].split()[-6:] == ["100.0%", "2.00", "s", "100.0%", "2.00", "s"]
+    assert lines[4] == f"{BACKGROUND}: 999 samples, 0 samples"
 
 
 def test_step_profiler_reports_time_and_host_syncs_per_step(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
