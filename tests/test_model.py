@@ -238,6 +238,30 @@ def test_full_length_fast_path_equals_the_masked_path() -> None:
             torch.testing.assert_close(model(x), model(x, torch.full((4,), 9)), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_final_state_without_lengths_reads_the_grus_final_states(num_layers: int, bidirectional: bool) -> None:
+    """Without lengths, final_state pooling takes h_n: the same logits and gradients, the pooling not called."""
+    torch.manual_seed(0)
+    model = BiGRU(input_size=2, hidden_size=6, num_classes=3, num_layers=num_layers, bidirectional=bidirectional)
+    pool_calls: list[int] = []
+    model.pool.register_forward_hook(lambda *_: pool_calls.append(1))
+    x, target = torch.randn(5, 8, 2), torch.tensor([0, 1, 2, 1, 0])
+    results = []
+    for lengths in (None, torch.full((5,), 8)):
+        model.zero_grad()
+        logits = model(x, lengths)
+        nn.functional.cross_entropy(logits, target).backward()
+        results.append(
+            (logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        )
+    assert len(pool_calls) == 1  # only the run with lengths went through the pooling
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    assert results[0][1].keys() == results[1][1].keys() == {n for n, _ in model.named_parameters()}
+    for name, gradient in results[0][1].items():
+        torch.testing.assert_close(gradient, results[1][1][name], rtol=1e-5, atol=1e-7)
+
+
 def test_downsample_averages_windows_of_valid_steps() -> None:
     x = torch.arange(1.0, 8.0).reshape(1, 7, 1).repeat(2, 1, 1)  # 1..7
     x[1, 5:] = 100.0  # second row: 5 valid steps, then padding

@@ -101,6 +101,9 @@ class BiGRU(nn.Module):
         self.downsample = TimeDownsample(downsample)
         self.rnn = StackedGRU(input_size, hidden_size, num_layers, bidirectional, float(dropout))
         self.pool = make_pooling(pooling, hidden_size, bidirectional)
+        # An instance attribute (TorchScript reads those): full-length batches take the pooled vector
+        # from the GRUs' final states.
+        self.pool_reads_final_states: bool = self.pool.reads_final_states
         self.conv = None if channels is None else ConvBranch(input_size, channels, kernels)
         self.dropout = nn.Dropout(float(dropout))
         conv_size = 0 if channels is None else channels[-1]
@@ -117,8 +120,11 @@ class BiGRU(nn.Module):
             lengths: Optional true length of each sequence, shape (batch,), each in [1, time].
         """
         short, short_lengths = self.downsample(x, lengths)
-        out = self.rnn(short, short_lengths)
-        summary = self.pool(out, full_lengths(out) if short_lengths is None else short_lengths)
+        if short_lengths is None and self.pool_reads_final_states:
+            summary = self.rnn.final_states(short)  # the same vector, without gradients through every step
+        else:
+            out = self.rnn(short, short_lengths)
+            summary = self.pool(out, full_lengths(out) if short_lengths is None else short_lengths)
         if self.conv is not None:
             summary = torch.cat([summary, self.conv(x, lengths)], dim=1)
         if self.rocket is not None:

@@ -27,6 +27,10 @@ class TimePooling(nn.Module):
         bidirectional: Whether ``out`` holds a backward half after the forward one.
     """
 
+    #: True when the summary is each direction's final hidden state, which the GRUs give directly
+    #: for sequences that fill every step.
+    reads_final_states: bool = False
+
     def __init__(self, hidden_size: int, bidirectional: bool) -> None:
         super().__init__()
         self.hidden_size = hidden_size
@@ -39,7 +43,13 @@ class TimePooling(nn.Module):
 
 
 class FinalState(TimePooling):
-    """Each direction's final hidden state: forward output at the last valid step, backward output at step 0."""
+    """Each direction's final hidden state: forward output at the last valid step, backward output at step 0.
+
+    For batches without lengths the network takes the same vector from the GRUs' final states instead
+    (:meth:`~bigru_lightning.model.recurrent.StackedGRU.final_states`, faster to train).
+    """
+
+    reads_final_states = True
 
     def forward(self, out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Both directions' summaries of the whole sequence, concatenated (batch, size)."""
