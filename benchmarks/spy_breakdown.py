@@ -77,14 +77,14 @@ def report(profiles: dict[str, Counter[str]], rate: float = 0.0) -> str:
         share = f"{100 * counts[phase] / total:5.1f}%"
         return f"{share} {counts[phase] / rate:7.2f} s" if rate else f"{share} {counts[phase]:7d}"
 
-    width = max(len(phase) for phase in [*order, "main thread (all phases)"])
+    total_row = "main thread (all phases)"
+    columns = list(main_thread.values())
+    width = max(len(phase) for phase in [*order, total_row])
     rows = [" " * width + "  " + "  ".join(f"{name[:16]:>16}" for name in profiles)]
-    for phase in [*order, "main thread (all phases)"]:
-        if phase == "main thread (all phases)":
-            cells = [cell(Counter({phase: sum(c.values())}), phase) for c in main_thread.values()]
-        else:
-            cells = [cell(c, phase) for c in main_thread.values()]
-        rows.append(f"{phase:<{width}}  " + "  ".join(f"{c:>16}" for c in cells))
+    for phase in order:
+        rows.append(f"{phase:<{width}}  " + "  ".join(f"{cell(c, phase):>16}" for c in columns))
+    totals = [cell(Counter({total_row: sum(c.values())}), total_row) for c in columns]
+    rows.append(f"{total_row:<{width}}  " + "  ".join(f"{c:>16}" for c in totals))
     background = [c[BACKGROUND] for c in profiles.values()]
     if any(background):
         rows.append(f"{BACKGROUND}: " + ", ".join(f"{n} samples" for n in background))

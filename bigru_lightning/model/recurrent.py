@@ -105,12 +105,7 @@ class StackedGRU(nn.Module):
             lengths: Valid steps per sequence (batch,), each in [1, time]; None: all steps are valid.
         """
         reverse_index = None if lengths is None else reversal_index(lengths, x.shape[1])
-        out = x
-        for number, layer in enumerate(self.layers):
-            if number > 0:
-                out = self.dropout(out)
-            out = layer(out, reverse_index)
-        return out
+        return self._through_layers(x, reverse_index, final_states=False)
 
     def final_states(self, x: torch.Tensor) -> torch.Tensor:
         """The last layer's final hidden state of each direction (batch, directions * hidden).
@@ -118,16 +113,20 @@ class StackedGRU(nn.Module):
         For batches whose sequences fill every step: equal to ``FinalState`` over :meth:`forward`'s
         outputs, and cheaper to train (see :meth:`GRULayer.final_states`).
         """
+        return self._through_layers(x, None, final_states=True)
+
+    def _through_layers(self, x: torch.Tensor, reverse_index: torch.Tensor | None, final_states: bool) -> torch.Tensor:
+        """The layers in turn with dropout between them; the last gives its outputs or its final states."""
         out = x
         last = len(self.layers) - 1
         for number, layer in enumerate(self.layers):
             if number > 0:
                 out = self.dropout(out)
-            if number == last:
+            if final_states and number == last:
                 # Each layer is a GRULayer; TorchScript cannot compile typing.cast, hence the ignore.
                 return layer.final_states(out)  # type: ignore[operator]
-            out = layer(out, None)
-        raise ValueError("StackedGRU has no layers")
+            out = layer(out, reverse_index)
+        return out
 
 
 def upgrade_packed_gru_keys(state_dict: dict[str, torch.Tensor], prefix: str, old: str, new: str) -> None:
