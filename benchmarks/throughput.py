@@ -8,7 +8,9 @@ In one process, on the same generated data, model and batch size, it times
 
 * ``plain``: a hand-written PyTorch loop doing the same work as the project's run (the same shuffled
   batches by index-select, input standardisation, Adam, weighted cross-entropy, per-epoch train
-  loss/accuracy, validation loss/accuracy after every epoch);
+  loss/accuracy, validation loss/accuracy after every epoch). Its Adam is the tutorial's (torch's default
+  kernel), while the project's default is fused; ``--reference_adam fused`` gives the plain loop and the
+  bare Trainer the fused one too, so that the ratios hold the optimizer kernel equal;
 * ``lightning``: the project's Trainer path, built by the same CLI as ``scripts/fit.py`` (same module,
   DataModule, callbacks, checkpoints and TensorBoard logger, written to a temporary folder);
 * ``lightning_dataloader``: the same Trainer fed by ``DataLoader(TensorDataset)`` instead of the batcher;
@@ -94,6 +96,10 @@ class BenchConfig:
         threads: torch intra-op threads (0 = leave torch's default).
         model_samples: Sequences (train + validation) per timed run of each model option; 0 skips them.
         models: Labels of :data:`MODEL_OPTIONS` to time (empty: all).
+        reference_adam: The Adam of the plain loop and the bare Trainer: ``tutorial`` (lr 0.01, torch's
+            default kernel, as the tutorial and a hand-written loop have it) or ``fused`` (the project's
+            default, ``DEFAULT_ADAM_ARGS``: then every contestant runs the same optimizer kernel, and
+            ``lightning_vs_plain`` is the framework's cost alone).
     """
 
     accelerator: str = "cpu"
@@ -107,6 +113,7 @@ class BenchConfig:
     threads: int = 0
     model_samples: int = 32_000
     models: list[str] = field(default_factory=list)
+    reference_adam: str = "tutorial"
 
 
 @dataclass
@@ -149,6 +156,13 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     if precision.startswith("16"):
         return torch.autocast(device.type, dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def reference_adam(parameters: Iterable[torch.nn.Parameter], cfg: BenchConfig) -> torch.optim.Adam:
+    """The plain loop's and the bare Trainer's optimizer: the tutorial's Adam or the project's fused one."""
+    from bigru_lightning.module import DEFAULT_ADAM_ARGS
+
+    return torch.optim.Adam(parameters, **(DEFAULT_ADAM_ARGS if cfg.reference_adam == "fused" else {"lr": 0.01}))
 
 
 def _datamodule(cfg: BenchConfig) -> GaussianDataModule:
@@ -202,7 +216,7 @@ def run_plain(cfg: BenchConfig) -> RunRecord:
     mean = torch.zeros(dm.num_features, device=device)
     std = torch.ones(dm.num_features, device=device)
     class_weight = torch.ones(dm.num_classes, device=device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    optimizer = reference_adam(net.parameters(), cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision.startswith("16"))
     n_train, n_val = x_train.shape[0], x_val.shape[0]
     train_losses: list[float] = []
@@ -350,14 +364,14 @@ def run_lightning(cfg: BenchConfig, dataloader: bool = False, model_args: Sequen
     )
 
 
-def _bare_module(num_features: int, num_classes: int, hidden_size: int) -> Any:
+def _bare_module(cfg: BenchConfig, num_features: int, num_classes: int) -> Any:
     """The least LightningModule for the plain loop's work: its step, its scaling and loss, its epoch sums."""
     import lightning.pytorch as pl
 
     class BareModule(pl.LightningModule):
         def __init__(self) -> None:
             super().__init__()
-            self.net = BiGRU(input_size=num_features, hidden_size=hidden_size, num_classes=num_classes)
+            self.net = BiGRU(input_size=num_features, hidden_size=cfg.hidden_size, num_classes=num_classes)
             self.register_buffer("mean", torch.zeros(num_features))
             self.register_buffer("std", torch.ones(num_features))
             self.register_buffer("class_weight", torch.ones(num_classes))
@@ -394,7 +408,7 @@ def _bare_module(num_features: int, num_classes: int, hidden_size: int) -> Any:
             self._close_epoch("val")
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
-            return torch.optim.Adam(self.parameters(), lr=0.01)
+            return reference_adam(self.parameters(), cfg)
 
     return BareModule()
 
@@ -405,7 +419,7 @@ def run_lightning_bare(cfg: BenchConfig) -> RunRecord:
 
     dm = _datamodule(cfg)
     torch.manual_seed(SEED)
-    module = _bare_module(dm.num_features, dm.num_classes, cfg.hidden_size)
+    module = _bare_module(cfg, dm.num_features, dm.num_classes)
     device = _device(cfg.accelerator)
     with _in_temp_dir(), _lightning_log_level(logging.WARNING):
         trainer = pl.Trainer(
@@ -636,7 +650,8 @@ def format_report(result: dict[str, Any]) -> str:
     lines = [
         f"device {result['device']}, precision {cfg['precision']}, {cfg['num_samples']:,} sequences of "
         f"{cfg['seq_len']}x1, batch {cfg['batch_size']}, hidden {cfg['hidden_size']}, {cfg['epochs']} epochs, "
-        f"{result['torch_threads']} threads, load average {result['load_average'][0]:.1f}; "
+        f"{result['torch_threads']} threads, load average {result['load_average'][0]:.1f}, "
+        f"{cfg['reference_adam']} Adam in the plain loop and the bare Trainer; "
         f"medians of {cfg['rounds']} interleaved rounds after a warm-up of each contestant",
         "same work: "
         + "; ".join(
@@ -676,6 +691,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in ("num_samples", "batch_size", "hidden_size", "epochs", "rounds", "seq_len", "threads", "model_samples"):
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
     parser.add_argument("--models", nargs="*", default=[], help=f"model option rows to time: {list(MODEL_OPTIONS)}")
+    parser.add_argument(
+        "--reference_adam",
+        default=defaults.reference_adam,
+        choices=["tutorial", "fused"],
+        help="Adam of the plain loop and the bare Trainer: the tutorial's, or the project's fused default",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     options = parser.parse_args(argv)
     cfg = BenchConfig(**{k: v for k, v in vars(options).items() if k != "json"})

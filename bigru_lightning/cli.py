@@ -40,7 +40,7 @@ from bigru_lightning.errors import UserInputError, find_user_error, one_line
 from bigru_lightning.figures.callback import TestFigureLogger
 from bigru_lightning.hook_costs import use_null_profiler
 from bigru_lightning.model import upgrade_state_dict
-from bigru_lightning.module import BiGRUClassifier
+from bigru_lightning.module import DEFAULT_ADAM_ARGS, BiGRUClassifier
 from bigru_lightning.resilience import (
     AtomicCheckpointIO,
     GracefulStop,
@@ -118,7 +118,7 @@ class BiGRUCLI(LightningCLI):
                 "checkpoint.mode": "min",
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-{epoch:02d}",
-                "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.01}},
+                "optimizer": {"class_path": "torch.optim.Adam", "init_args": dict(DEFAULT_ADAM_ARGS)},
                 "trainer.logger": lazy_instance(TensorBoardLogger, save_dir=".", default_hp_metric=False),
             }
         )

@@ -17,6 +17,7 @@ from benchmarks.throughput import (
     available_model_options,
     main,
     model_rounds,
+    reference_adam,
     same_work_problems,
 )
 
@@ -184,3 +185,11 @@ def test_step_profiler_reports_time_and_host_syncs_per_step(in_tmp: Path, capsys
     assert "self CPU time per step:" in out and "over 3 steps" in out
     assert "aten::mm" in out or "aten::addmm" in out  # the GRU's math is what a step spends its time on
     assert list(in_tmp.iterdir()) == []
+
+
+def test_reference_adam_is_the_tutorials_or_the_projects_fused_one() -> None:
+    parameters = [torch.nn.Parameter(torch.zeros(3))]
+    tutorial = reference_adam(parameters, BenchConfig())
+    fused = reference_adam(parameters, BenchConfig(reference_adam="fused"))
+    assert tutorial.defaults["lr"] == fused.defaults["lr"] == 0.01
+    assert not tutorial.defaults["fused"] and fused.defaults["fused"]

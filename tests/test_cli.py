@@ -82,6 +82,7 @@ def test_saved_config_reproduces_the_run(
     saved = yaml.safe_load(config.read_text())
     assert saved["model"]["hidden_size"] == 32 and saved["seed_everything"] == 42
     assert saved["optimizer"]["class_path"] == "torch.optim.Adam" and saved["optimizer"]["init_args"]["lr"] == 0.01
+    assert saved["optimizer"]["init_args"]["fused"] is True  # torch's one-kernel Adam (DEFAULT_ADAM_ARGS)
     metrics = main(["--config", str(config)])
     assert _epoch_lines(capsys.readouterr().out) == _epoch_lines(first_stdout)
     assert metrics["test/acc"] == 1.0

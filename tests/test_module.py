@@ -130,3 +130,23 @@ def test_hook_name_is_set_directly_and_other_attributes_as_usual() -> None:
     model.extra = torch.nn.Linear(1, 1)  # still registered as a submodule
     model.scale = torch.nn.Parameter(torch.ones(1))  # still registered as a parameter
     assert "extra" in model._modules and "scale" in model._parameters
+
+
+def test_default_optimizer_is_the_tutorials_adam_with_the_fused_kernel() -> None:
+    """configure_optimizers: Adam, lr 0.01, fused; its steps match the unfused Adam's to rounding."""
+    torch.manual_seed(0)
+    fused_model, plain_model = BiGRUClassifier(hidden_size=8), BiGRUClassifier(hidden_size=8)
+    plain_model.load_state_dict(fused_model.state_dict())
+    before = [p.detach().clone() for p in fused_model.parameters()]
+    fused = fused_model.configure_optimizers()
+    assert isinstance(fused, torch.optim.Adam) and fused.defaults["lr"] == 0.01 and fused.defaults["fused"]
+    plain = torch.optim.Adam(plain_model.parameters(), lr=0.01)
+    x, y = torch.randn(16, 10, 1), torch.randint(0, 2, (16,))
+    for _ in range(5):
+        for model, optimizer in ((fused_model, fused), (plain_model, plain)):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    for after_fused, after_plain in zip(fused_model.parameters(), plain_model.parameters(), strict=True):
+        assert torch.allclose(after_fused, after_plain, atol=1e-6)
+    assert all(not torch.equal(a, b) for a, b in zip(fused_model.parameters(), before, strict=True))  # it stepped
