@@ -20,9 +20,9 @@ Batch = Sequence[torch.Tensor]
 STAGES = ("train", "val", "test")
 ROC_THRESHOLDS = 201  # binned ROC: constant memory, 0.005 steps
 EPOCH_STATES_KEY = "train_epoch_metric_states"  # checkpoint key of the running training-epoch sums
-# The tutorial's Adam (lr 0.01) with torch's fused kernel: one kernel per parameter and step instead of
-# about a dozen tensor operations (the same update to rounding; measured in docs/performance.md). CPU,
-# CUDA, MPS and XPU run it; --optimizer.fused false turns it off.
+# The tutorial's Adam (lr 0.01) with torch's fused kernel: one operation per step for all parameters
+# (per device and dtype) instead of about a dozen per parameter; the same update to rounding
+# (docs/performance.md). CPU, CUDA, MPS and XPU run it; --optimizer.fused false turns it off.
 DEFAULT_ADAM_ARGS: dict[str, Any] = {"lr": 0.01, "fused": True}
 
 
