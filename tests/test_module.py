@@ -99,6 +99,43 @@ def test_exact_auroc_equals_torchmetrics_auroc_over_many_batches() -> None:
     assert sum(len(t) for t in ours.target) == 40 * 7 + 305
 
 
+def test_test_metrics_scored_at_the_end_equal_torchmetrics_fed_batch_by_batch() -> None:
+    """Accuracy, macro F1, confusion and binned ROC scored once from the kept predictions (over several
+    pieces, a class never in the targets) equal torchmetrics' metrics updated on every batch."""
+    from torchmetrics.classification import (
+        MulticlassAccuracy,
+        MulticlassConfusionMatrix,
+        MulticlassF1Score,
+        MulticlassROC,
+    )
+
+    classes = 4
+    model = BiGRUClassifier(input_size=1, num_classes=classes)
+    references = {
+        "test/acc": MulticlassAccuracy(classes, average="micro"),
+        "test/f1": MulticlassF1Score(classes, average="macro"),
+        "confusion": MulticlassConfusionMatrix(classes),
+        "roc": MulticlassROC(classes, thresholds=201),
+    }
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():  # as under the Trainer's test loop
+        for size in [256] * 300 + [17]:  # 76,817 rows: two pieces of the kept predictions
+            probabilities = (3 * torch.randn(size, classes, generator=generator)).softmax(dim=-1)
+            target = torch.randint(0, classes - 1, (size,), generator=generator)  # class 3: predicted, never true
+            model._test_predictions().update(probabilities, target)
+            for reference in references.values():
+                reference.update(probabilities, target)
+        assert len(list(model._test_predictions().pieces())) == 2
+        model.score_test_predictions()
+        scores = model._metrics("test").compute()
+    assert float(scores["test/acc"]) == pytest.approx(float(references["test/acc"].compute()), abs=1e-7)
+    assert float(scores["test/f1"]) == pytest.approx(float(references["test/f1"].compute()), abs=1e-7)
+    assert 0.2 < float(scores["test/acc"]) < 0.5  # not a degenerate case
+    assert torch.equal(model.test_confusion.compute(), references["confusion"].compute())
+    for mine, theirs in zip(model.test_roc.compute(), references["roc"].compute(), strict=True):
+        assert torch.equal(mine, theirs)
+
+
 def test_binned_roc_equals_torchmetrics_binned_roc() -> None:
     """The bucketed update keeps torchmetrics' exact state: ties on thresholds (0 and 1 too), batches of any size."""
     from torchmetrics.classification import MulticlassROC
