@@ -260,8 +260,8 @@ class BiGRUClassifier(pl.LightningModule):
         """Update the test accuracy, macro F1, confusion matrix and ROC from the kept test predictions.
 
         One update per piece of 65,536 predictions at the end of the test instead of four per batch: the
-        test metrics' work went from about 0.78 ms to 0.09 ms per batch of 256 on the 2-core VM (docs/
-        performance.md); the values are the same (tested). Each process scores its own predictions; the
+        test metrics' work per batch of 256 is about a tenth of what it was (``benchmarks/scoring_cost.py``);
+        the values are the same (tested). Each process scores its own predictions; the
         metrics sync their sums when computed.
         """
         scored = [

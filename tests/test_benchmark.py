@@ -193,3 +193,12 @@ def test_reference_adam_is_the_tutorials_or_the_projects_fused_one() -> None:
     fused = reference_adam(parameters, BenchConfig(reference_adam="fused"))
     assert tutorial.defaults["lr"] == fused.defaults["lr"] == 0.01
     assert not tutorial.defaults["fused"] and fused.defaults["fused"]
+
+
+def test_scoring_cost_times_both_ways_of_scoring_the_test_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.scoring_cost import main as scoring_main
+
+    result = scoring_main(["--classes", "3", "--batches", "20", "--batch_size", "16", "--rounds", "2"])
+    assert result["per_batch"].rounds == result["at_end"].rounds == result["ratio"].rounds == 2
+    assert result["per_batch"].median > 0 and result["at_end"].median > 0
+    assert "at_end / per_batch" in capsys.readouterr().out
