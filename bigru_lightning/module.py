@@ -221,11 +221,10 @@ class BiGRUClassifier(pl.LightningModule):
         logits = self(x, lengths)
         loss = functional.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=self.label_smoothing)
         self._loss(stage).update(loss, y.shape[0])
-        collection = self._metrics(stage)
         if stage == "test":  # keep the probabilities: every other test metric is scored from them at the end
             self._test_predictions().update(logits.softmax(dim=-1), y)
         else:  # straight to the members: MetricCollection.update's bookkeeping costs more than the update
-            for metric in collection.values():
+            for metric in self._metrics(stage).values():
                 metric.update(logits, y)
         return loss, logits
 
@@ -254,7 +253,7 @@ class BiGRUClassifier(pl.LightningModule):
 
     def _test_predictions(self) -> ExactAUROC:
         """The test AUROC, which keeps every test prediction of this process."""
-        return cast(ExactAUROC, dict(self._metrics("test").items(keep_base=True, copy_state=False))["auroc"])
+        return cast(ExactAUROC, self._metrics("test")["auroc"])
 
     def score_test_predictions(self) -> None:
         """Update the test accuracy, macro F1, confusion matrix and ROC from the kept test predictions.
