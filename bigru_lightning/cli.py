@@ -35,12 +35,12 @@ from bigru_lightning.app import load_checkpoint, run_command
 from bigru_lightning.callbacks import EpochLinePrinter, run_settings, write_hparams_entry
 from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
-from bigru_lightning.data.recipe import apply_recipe, flatten_keys, uses_recipe
 from bigru_lightning.errors import UserInputError, find_user_error, one_line
 from bigru_lightning.figures.callback import TestFigureLogger
 from bigru_lightning.hook_costs import use_null_profiler
 from bigru_lightning.model import upgrade_state_dict
 from bigru_lightning.module import DEFAULT_ADAM_ARGS, BiGRUClassifier
+from bigru_lightning.recipe import apply_recipe, flatten_keys, uses_recipe
 from bigru_lightning.resilience import (
     AtomicCheckpointIO,
     GracefulStop,
