@@ -216,7 +216,10 @@ class BiGRUClassifier(pl.LightningModule):
         lengths = batch[2] if len(batch) > 2 else None
         logits = self(x, lengths)
         loss = functional.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=self.label_smoothing)
-        self._loss(stage).update(loss.detach(), y.shape[0])
+        # The batch's mean loss once per sequence (a view): the epoch's mean is then weighted by batch size.
+        # MeanMetric's own weights are dropped under nan_strategy="disable" (torchmetrics 1.9), and its NaN
+        # check otherwise reads the device on every step.
+        self._loss(stage).update(loss.detach().expand(y.shape[0]))
         if stage == "test":  # keep the probabilities: every other test metric is scored from them at the end
             self._test_predictions().update(logits.softmax(dim=-1), y)
         else:  # straight to the members: MetricCollection.update's bookkeeping costs more than the update

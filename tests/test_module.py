@@ -154,3 +154,16 @@ def test_default_optimizer_is_the_tutorials_adam_with_the_fused_kernel() -> None
     for after_fused, after_plain in zip(fused_model.parameters(), plain_model.parameters(), strict=True):
         assert torch.allclose(after_fused, after_plain, atol=1e-6)
     assert all(not torch.equal(a, b) for a, b in zip(fused_model.parameters(), before, strict=True))  # it stepped
+
+
+def test_epoch_loss_is_the_mean_over_sequences_not_over_batches() -> None:
+    """A batch of 3 and a batch of 1: the epoch's loss weights each by its size, and a NaN stays visible."""
+    model = BiGRUClassifier(input_size=1, num_classes=2)
+    batches = [(torch.randn(3, 4, 1), torch.tensor([0, 1, 1])), (torch.randn(1, 4, 1), torch.tensor([0]))]
+    with torch.no_grad():
+        losses = [model._shared_step(batch, "val")[0] for batch in batches]
+    expected = (3 * losses[0] + losses[1]) / 4
+    assert float(model.epoch_loss("val")) == pytest.approx(float(expected), rel=1e-6)
+    with torch.no_grad():
+        model._shared_step((torch.full((2, 4, 1), float("nan")), torch.tensor([0, 1])), "val")
+    assert torch.isnan(model.epoch_loss("val"))
