@@ -35,12 +35,11 @@ from bigru_lightning.app import load_checkpoint, run_command
 from bigru_lightning.callbacks import EpochLinePrinter, run_settings, write_hparams_entry
 from bigru_lightning.data.base import SequenceDataModule
 from bigru_lightning.data.gaussian_datamodule import GaussianDataModule
-from bigru_lightning.data.recipe import apply_recipe, flatten_keys, uses_recipe
 from bigru_lightning.errors import UserInputError, find_user_error, one_line
 from bigru_lightning.figures.callback import TestFigureLogger
-from bigru_lightning.hook_costs import use_null_profiler
 from bigru_lightning.model import upgrade_state_dict
 from bigru_lightning.module import DEFAULT_ADAM_ARGS, BiGRUClassifier
+from bigru_lightning.recipe import apply_recipe, flatten_keys, uses_recipe
 from bigru_lightning.resilience import (
     AtomicCheckpointIO,
     GracefulStop,
@@ -172,8 +171,7 @@ class BiGRUCLI(LightningCLI):
             raise UserInputError(one_line(error)) from error
 
     def after_instantiate_classes(self) -> None:
-        """Atomic checkpoint files; a cheaper no-op profiler; tell the config saver whether this run resumes."""
-        use_null_profiler(self.trainer)
+        """Atomic checkpoint files; tell the config saver whether this run resumes."""
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         for callback in self.trainer.callbacks:  # type: ignore[attr-defined]

@@ -283,6 +283,13 @@ def run_exported(path: Path, fmt: str) -> Callable[[torch.Tensor, torch.Tensor |
     return run_torchscript
 
 
+def exportable_model(classifier: BiGRUClassifier) -> ExportableClassifier:
+    """The exportable model of a trained classifier: its network, input scaling and label names."""
+    from bigru_lightning.model import ExportableClassifier
+
+    return ExportableClassifier(classifier.net, classifier.feature_mean, classifier.feature_std, classifier.label_names)
+
+
 def max_difference(path: Path, fmt: str, classifier: BiGRUClassifier, *, with_lengths: bool) -> float:
     """Largest |exported - PyTorch| probability over :func:`check_inputs`.
 
@@ -291,9 +298,7 @@ def max_difference(path: Path, fmt: str, classifier: BiGRUClassifier, *, with_le
     import numpy as np
     import torch
 
-    from bigru_lightning.model import ExportableClassifier
-
-    model = ExportableClassifier(classifier)
+    model = exportable_model(classifier)
     x, lengths = check_inputs(model)
     run = run_exported(path, fmt)
     cases: list[torch.Tensor | None] = [lengths] if (with_lengths and fmt == "onnx") else [None]
@@ -312,9 +317,7 @@ def export(request: ExportRequest) -> str:
     if request.format == "onnx":
         _require_onnx(request)
     classifier = load_classifier(request.ckpt_path)
-    from bigru_lightning.model import ExportableClassifier
-
-    model = ExportableClassifier(classifier)
+    model = exportable_model(classifier)
     with atomic_output(request.output, overwrite=request.overwrite) as temp:
         if request.format == "onnx":
             exporter = request.onnx_exporter

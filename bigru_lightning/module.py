@@ -9,11 +9,16 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 from torch.nn import functional
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics import MeanMetric, Metric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassROC,
+)
 
 from bigru_lightning.errors import UserInputError
-from bigru_lightning.metrics import BinnedROC, ExactAUROC, MicroAccuracy, WeightedMean
+from bigru_lightning.metrics import ExactAUROC
 from bigru_lightning.model import BiGRU, Pooling
 
 Batch = Sequence[torch.Tensor]
@@ -120,29 +125,18 @@ class BiGRUClassifier(pl.LightningModule):
         self.label_names: list[str] = [str(k) for k in range(num_classes)]
         self._rocket_ready = False  # set once the random-kernel branch is known to be fitted (or absent)
         # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the suffixes.
-        self.losses = nn.ModuleDict({f"{stage}_loss": WeightedMean() for stage in STAGES})
+        self.losses = nn.ModuleDict({f"{stage}_loss": MeanMetric(nan_strategy="disable") for stage in STAGES})
         self.metrics = nn.ModuleDict({f"{stage}_metrics": self._stage_metrics(stage, num_classes) for stage in STAGES})
         # Test stage only, for the figures (bigru_lightning.figures): raw confusion counts and a binned ROC.
         self.test_confusion = MulticlassConfusionMatrix(num_classes, validate_args=False)
-        self.test_roc = BinnedROC(num_classes, thresholds=ROC_THRESHOLDS, validate_args=False)
+        self.test_roc = MulticlassROC(num_classes, thresholds=ROC_THRESHOLDS, validate_args=False)
         self.test_curves: dict[str, torch.Tensor] = {}
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        """Set ``_current_fx_name`` directly; everything else through ``nn.Module.__setattr__``.
-
-        The Trainer sets and restores ``_current_fx_name`` (the running hook's name, a string) around
-        every hook call, about 40 times per training step; ``nn.Module.__setattr__`` would check each
-        time whether the value is a parameter, buffer or module (about 1.9 us against 0.2 us).
-        """
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     @staticmethod
     def _stage_metrics(stage: str, num_classes: int) -> MetricCollection:
-        if stage != "test":  # updated every step: the cheap accuracy, no compute groups to maintain
-            return MetricCollection({"acc": MicroAccuracy()}, prefix=f"{stage}/", compute_groups=False)
+        if stage != "test":  # updated every step: the accuracy alone, no compute groups to maintain
+            accuracy = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+            return MetricCollection({"acc": accuracy}, prefix=f"{stage}/", compute_groups=False)
         # "auroc" keeps every test prediction; the others are updated from those at the stage's end
         # (score_test_predictions), so the members are updated one by one: no compute groups.
         metrics: dict[str, Metric | MetricCollection] = {
@@ -183,6 +177,8 @@ class BiGRUClassifier(pl.LightningModule):
         for name, states in checkpoint.get(EPOCH_STATES_KEY, {}).items():
             metric = accumulators[name]
             metric.reset()
+            if set(states) != set(metric.metric_state):  # sums of an older release's metric: the epoch restarts them
+                continue
             if self.global_rank != 0:
                 continue  # the other ranks start from zero: the sums across ranks stay the saved ones
             for key, value in states.items():
@@ -220,7 +216,10 @@ class BiGRUClassifier(pl.LightningModule):
         lengths = batch[2] if len(batch) > 2 else None
         logits = self(x, lengths)
         loss = functional.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=self.label_smoothing)
-        self._loss(stage).update(loss, y.shape[0])
+        # The batch's mean loss once per sequence (a view): the epoch's mean is then weighted by batch size.
+        # MeanMetric's own weights are dropped under nan_strategy="disable" (torchmetrics 1.9), and its NaN
+        # check otherwise reads the device on every step.
+        self._loss(stage).update(loss.detach().expand(y.shape[0]))
         if stage == "test":  # keep the probabilities: every other test metric is scored from them at the end
             self._test_predictions().update(logits.softmax(dim=-1), y)
         else:  # straight to the members: MetricCollection.update's bookkeeping costs more than the update
@@ -270,8 +269,8 @@ class BiGRUClassifier(pl.LightningModule):
             for metric in (*scored, self.test_confusion, self.test_roc):
                 metric.update(probabilities, target)
 
-    def _loss(self, stage: str) -> WeightedMean:
-        return cast(WeightedMean, self.losses[f"{stage}_loss"])
+    def _loss(self, stage: str) -> MeanMetric:
+        return cast(MeanMetric, self.losses[f"{stage}_loss"])
 
     def _metrics(self, stage: str) -> MetricCollection:
         return cast(MetricCollection, self.metrics[f"{stage}_metrics"])

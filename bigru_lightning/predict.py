@@ -37,7 +37,6 @@ from bigru_lightning.cli import check_accelerator
 from bigru_lightning.data.files import SequenceFile, read_sequences
 from bigru_lightning.data.store import LazyIds
 from bigru_lightning.errors import UserInputError, one_line
-from bigru_lightning.hook_costs import NullProfiler
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -276,7 +275,6 @@ def make_trainer(accelerator: str, devices: str, writer: PredictionFileWriter) -
             enable_model_summary=False,
             enable_checkpointing=False,
             callbacks=[writer],
-            profiler=NullProfiler(),
         )
     except (ValueError, TypeError, RuntimeError, ImportError) as error:  # Lightning's refusals of these two values
         raise UserInputError(f"--accelerator {accelerator} --devices {devices}: {one_line(error)}") from error

@@ -208,16 +208,3 @@ def test_accelerators_here_follow_the_machine() -> None:
     here = accelerators_here()
     assert here[:2] == ["auto", "cpu"]
     assert ("cuda" in here) == torch.cuda.is_available() and ("gpu" in here) == ("cuda" in here or "mps" in here)
-
-
-def test_trainer_hooks_run_under_the_null_profiler_unless_one_is_asked_for(in_tmp: Path) -> None:
-    from lightning.pytorch.profilers import SimpleProfiler
-
-    from bigru_lightning.cli import make_cli
-    from bigru_lightning.hook_costs import NullProfiler
-
-    trainer = make_cli([]).trainer
-    assert type(trainer.profiler) is NullProfiler
-    with trainer.profiler.profile("[Callback]x.on_train_batch_end") as name:
-        assert name == "[Callback]x.on_train_batch_end"
-    assert type(make_cli(["--trainer.profiler", "simple"]).trainer.profiler) is SimpleProfiler

@@ -28,9 +28,10 @@ from bigru_lightning.export import (
     _check_dynamic_axes,
     export_onnx,
     export_torchscript,
+    exportable_model,
     load_classifier,
 )
-from bigru_lightning.model import POOLINGS, ExportableClassifier, FixedLengthGraph
+from bigru_lightning.model import POOLINGS, FixedLengthGraph
 from bigru_lightning.module import BiGRUClassifier
 
 TOLERANCE = 1e-5
@@ -105,7 +106,7 @@ def _with_options(options: dict[str, Any]) -> BiGRUClassifier:
 @pytest.mark.parametrize(("pooling", "num_layers", "bidirectional"), CONFIGS)
 def test_exportable_module_matches_the_classifier(pooling: str, num_layers: int, bidirectional: bool) -> None:
     model = _classifier(pooling, num_layers, bidirectional)
-    exportable = ExportableClassifier(model)
+    exportable = exportable_model(model)
     x, lengths = _inputs(9, 11)
     with torch.no_grad():
         with_lengths = exportable(x, lengths).numpy()
@@ -116,9 +117,23 @@ def test_exportable_module_matches_the_classifier(pooling: str, num_layers: int,
     assert np.abs(with_lengths - without).max() > 1e-3
 
 
+def test_the_exportable_model_is_built_from_the_plain_network() -> None:
+    """Standardise with the given scaling, the same network, softmax: no LightningModule needed."""
+    from bigru_lightning.model import BiGRU, ExportableClassifier
+
+    net = BiGRU(input_size=3, num_classes=3).eval()
+    mean, std = torch.tensor([1.0, -2.0, 0.0]), torch.tensor([2.0, 0.5, 1.0])
+    exportable = ExportableClassifier(net, mean, std, [0, 1, 2])
+    x, lengths = _inputs(4, 6)
+    with torch.no_grad():
+        expected = net((x - mean) / std, lengths).softmax(dim=-1)
+        np.testing.assert_allclose(exportable(x, lengths).numpy(), expected.numpy(), rtol=0, atol=1e-6)
+    assert exportable.label_names == ["0", "1", "2"] and exportable.net is not net
+
+
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_padding_never_reaches_the_output(bidirectional: bool) -> None:
-    exportable = ExportableClassifier(_classifier("final_state", 2, bidirectional))
+    exportable = exportable_model(_classifier("final_state", 2, bidirectional))
     x, lengths = _inputs(5, 10)
     garbage = x.clone()
     for row, length in enumerate(lengths.tolist()):
@@ -139,7 +154,7 @@ def test_onnx_matches_pytorch_on_other_shapes(
 ) -> None:
     """Legacy (TorchScript-based) exporter: fast, so every configuration; dynamo is tested below."""
     model = _classifier(pooling, num_layers, bidirectional)
-    exportable = ExportableClassifier(model)
+    exportable = exportable_model(model)
     fixed, padded = tmp_path / "fixed.onnx", tmp_path / "padded.onnx"
     export_onnx(exportable, fixed, with_lengths=False, exporter="torchscript")
     export_onnx(exportable, padded, with_lengths=True, exporter="torchscript")
@@ -153,7 +168,7 @@ def test_onnx_matches_pytorch_on_other_shapes(
 
 
 def test_onnx_graph_signature_and_label_metadata(tmp_path: Path) -> None:
-    exportable = ExportableClassifier(_classifier("mean", 1, True))
+    exportable = exportable_model(_classifier("mean", 1, True))
     path = tmp_path / "m.onnx"
     export_onnx(exportable, path, with_lengths=True, exporter="torchscript")
     proto = onnx.load(str(path))
@@ -178,7 +193,7 @@ def test_onnx_dynamo_exporter_matches_pytorch_twice_in_one_process(tmp_path: Pat
     for pooling, num_layers, with_lengths in (("max", 2, False), ("final_state", 1, True)):
         model = _classifier(pooling, num_layers, True)
         path = tmp_path / f"{pooling}.onnx"
-        export_onnx(ExportableClassifier(model), path, with_lengths=with_lengths, exporter="dynamo")
+        export_onnx(exportable_model(model), path, with_lengths=with_lengths, exporter="dynamo")
         session = _onnx_session(path)
         assert [node.name for node in session.get_inputs()] == (["x", "lengths"] if with_lengths else ["x"])
         for batch, time in ((6, 17), (1, 1)):
@@ -190,7 +205,7 @@ def test_onnx_dynamo_exporter_matches_pytorch_twice_in_one_process(tmp_path: Pat
 
 def test_a_graph_with_fixed_axes_is_refused(tmp_path: Path) -> None:
     """The guard against exporter bugs: an ONNX graph whose time axis is fixed never becomes the output."""
-    exportable = ExportableClassifier(_classifier("mean", 1, True))
+    exportable = exportable_model(_classifier("mean", 1, True))
     fixed = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -211,7 +226,7 @@ def test_a_graph_with_fixed_axes_is_refused(tmp_path: Path) -> None:
 def test_torchscript_matches_pytorch(pooling: str, num_layers: int, bidirectional: bool, tmp_path: Path) -> None:
     model = _classifier(pooling, num_layers, bidirectional)
     path = tmp_path / "m.pt"
-    export_torchscript(ExportableClassifier(model), path)
+    export_torchscript(exportable_model(model), path)
     loaded = torch.jit.load(str(path))
     assert list(loaded.label_names) == ["cat", "dog", "emu", "yak"]
     x, lengths = _inputs(6, 19)
@@ -222,7 +237,7 @@ def test_torchscript_matches_pytorch(pooling: str, num_layers: int, bidirectiona
 
 def test_torchscript_refuses_bad_lengths_and_shapes(tmp_path: Path) -> None:
     path = tmp_path / "m.pt"
-    export_torchscript(ExportableClassifier(_classifier("mean", 1, True)), path)
+    export_torchscript(exportable_model(_classifier("mean", 1, True)), path)
     loaded = torch.jit.load(str(path))
     x = torch.randn(2, 5, 3)
     for lengths, message in (
@@ -241,7 +256,7 @@ def test_torchscript_refuses_bad_lengths_and_shapes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
 def test_options_padding_never_reaches_the_exportable_output(options: dict[str, Any]) -> None:
-    exportable = ExportableClassifier(_with_options(options))
+    exportable = exportable_model(_with_options(options))
     x, lengths = _inputs(6, 17)
     garbage = x.clone()
     for row, length in enumerate(lengths.tolist()):
@@ -257,7 +272,7 @@ def test_options_padding_never_reaches_the_exportable_output(options: dict[str, 
 def test_options_onnx_and_torchscript_match_pytorch(options: dict[str, Any], tmp_path: Path) -> None:
     """Legacy ONNX exporter (both graphs) and TorchScript, on shapes other than the export example's."""
     model = _with_options(options)
-    exportable = ExportableClassifier(model)
+    exportable = exportable_model(model)
     fixed, padded, scripted = tmp_path / "fixed.onnx", tmp_path / "padded.onnx", tmp_path / "m.pt"
     export_onnx(exportable, fixed, with_lengths=False, exporter="torchscript")
     export_onnx(exportable, padded, with_lengths=True, exporter="torchscript")
@@ -278,15 +293,15 @@ def test_options_onnx_dynamo_exporter_matches_pytorch(tmp_path: Path) -> None:
     """The default exporter on the conv branch and attention (downsampling: see the fallback test below)."""
     model = _with_options({"conv_channels": [4, 6], "conv_kernels": [4, 3], "pooling": "attention", "num_layers": 2})
     path = tmp_path / "m.onnx"
-    export_onnx(ExportableClassifier(model), path, with_lengths=True, exporter="dynamo")
+    export_onnx(exportable_model(model), path, with_lengths=True, exporter="dynamo")
     x, lengths = _inputs(6, 17)
     got = _onnx_session(path).run(None, {"x": x.numpy(), "lengths": lengths.numpy()})[0]
     np.testing.assert_allclose(got, _reference(model, x, lengths), rtol=0, atol=TOLERANCE)
 
 
 def test_downsampling_names_why_dynamo_is_not_used() -> None:
-    assert ExportableClassifier(_with_options({})).dynamo_onnx_blocker() is None
-    blocker = ExportableClassifier(_with_options({"downsample": 2})).dynamo_onnx_blocker()
+    assert exportable_model(_with_options({})).dynamo_onnx_blocker() is None
+    blocker = exportable_model(_with_options({"downsample": 2})).dynamo_onnx_blocker()
     assert blocker is not None and "model.downsample" in blocker
 
 
@@ -443,7 +458,7 @@ def test_a_failed_check_writes_nothing(
     altered = load_classifier(fitted_checkpoint)
     with torch.no_grad():
         altered.net.head.bias[0] += 0.5
-    impostor = ExportableClassifier(altered)
+    impostor = exportable_model(altered)
     real_export = export_module.export_torchscript
     monkeypatch.setattr(export_module, "export_torchscript", lambda model, path: real_export(impostor, path))
     with pytest.raises(SystemExit) as stop:

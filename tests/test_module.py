@@ -136,39 +136,6 @@ def test_test_metrics_scored_at_the_end_equal_torchmetrics_fed_batch_by_batch() 
         assert torch.equal(mine, theirs)
 
 
-def test_binned_roc_equals_torchmetrics_binned_roc() -> None:
-    """The bucketed update keeps torchmetrics' exact state: ties on thresholds (0 and 1 too), batches of any size."""
-    from torchmetrics.classification import MulticlassROC
-
-    from bigru_lightning.metrics import BinnedROC
-
-    generator = torch.Generator().manual_seed(0)
-    grid = torch.linspace(0, 1, 201)
-    for classes in (2, 3, 5):
-        ours = BinnedROC(classes, thresholds=201, validate_args=False)
-        reference = MulticlassROC(classes, thresholds=201, validate_args=False)
-        for size in (1, 7, 256, 1000):
-            probabilities = torch.rand(size, classes, generator=generator).softmax(dim=-1)
-            ties = torch.randint(0, 201, (size // 3, classes), generator=generator)
-            probabilities[: size // 3] = grid[ties]  # exactly on a threshold (0 and 1 included)
-            target = torch.randint(0, classes, (size,), generator=generator)
-            ours.update(probabilities, target)
-            reference.update(probabilities, target)
-        assert torch.equal(ours.confmat, reference.confmat)
-        for mine, theirs in zip(ours.compute(), reference.compute(), strict=True):
-            assert torch.equal(mine, theirs)
-
-
-def test_hook_name_is_set_directly_and_other_attributes_as_usual() -> None:
-    model = BiGRUClassifier()
-    model._current_fx_name = "training_step"
-    assert model._current_fx_name == "training_step"
-    assert "_current_fx_name" not in model._parameters and "_current_fx_name" not in model._buffers
-    model.extra = torch.nn.Linear(1, 1)  # still registered as a submodule
-    model.scale = torch.nn.Parameter(torch.ones(1))  # still registered as a parameter
-    assert "extra" in model._modules and "scale" in model._parameters
-
-
 def test_default_optimizer_is_the_tutorials_adam_with_the_fused_kernel() -> None:
     """configure_optimizers: Adam, lr 0.01, fused; its steps match the unfused Adam's to rounding."""
     torch.manual_seed(0)
@@ -187,3 +154,16 @@ def test_default_optimizer_is_the_tutorials_adam_with_the_fused_kernel() -> None
     for after_fused, after_plain in zip(fused_model.parameters(), plain_model.parameters(), strict=True):
         assert torch.allclose(after_fused, after_plain, atol=1e-6)
     assert all(not torch.equal(a, b) for a, b in zip(fused_model.parameters(), before, strict=True))  # it stepped
+
+
+def test_epoch_loss_is_the_mean_over_sequences_not_over_batches() -> None:
+    """A batch of 3 and a batch of 1: the epoch's loss weights each by its size, and a NaN stays visible."""
+    model = BiGRUClassifier(input_size=1, num_classes=2)
+    batches = [(torch.randn(3, 4, 1), torch.tensor([0, 1, 1])), (torch.randn(1, 4, 1), torch.tensor([0]))]
+    with torch.no_grad():
+        losses = [model._shared_step(batch, "val")[0] for batch in batches]
+    expected = (3 * losses[0] + losses[1]) / 4
+    assert float(model.epoch_loss("val")) == pytest.approx(float(expected), rel=1e-6)
+    with torch.no_grad():
+        model._shared_step((torch.full((2, 4, 1), float("nan")), torch.tensor([0, 1])), "val")
+    assert torch.isnan(model.epoch_loss("val"))

@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO
 
 from bigru_lightning.cli import main
-from bigru_lightning.data.recipe import DataFacts, choose_recipe
+from bigru_lightning.recipe import DataFacts, choose_recipe
 
 AUTO_LINE = re.compile(r"^(\S+): auto -> (.+) \((.+)\)$", re.M)
 WAVES = str(REPO / "examples" / "data" / "waves.npz")
@@ -35,7 +35,7 @@ def test_small_file_trains_on_everything_with_batches_of_a_tenth() -> None:
 
 
 def test_checkpoint_interval_divides_the_epochs() -> None:
-    from bigru_lightning.data.recipe import checkpoint_interval
+    from bigru_lightning.recipe import checkpoint_interval
 
     assert checkpoint_interval(10) == 1 and checkpoint_interval(600) == 12
     assert checkpoint_interval(101) == 1 and checkpoint_interval(150) == 3
@@ -61,7 +61,7 @@ def test_long_sequences_get_a_stride_and_kernels_that_span_them() -> None:
 
 
 def test_conv_width_keeps_the_branch_cost_bounded() -> None:
-    from bigru_lightning.data.recipe import CONV_WIDTH, GRU_STEPS, conv_channels
+    from bigru_lightning.recipe import CONV_WIDTH, GRU_STEPS, conv_channels
 
     for length in range(1, 5000, 7):
         channels = conv_channels(length)
@@ -188,7 +188,7 @@ def test_bad_val_fraction_is_one_line_error(in_tmp: Path, capsys: pytest.Capture
 
 
 def test_variable_length_file_facts(tmp_path: Path) -> None:
-    from bigru_lightning.data.recipe import facts_of_files
+    from bigru_lightning.recipe import facts_of_files
 
     x = np.zeros((6, 30, 2), dtype=np.float32)
     np.savez(tmp_path / "d.npz", X=x, y=np.array([0, 1] * 3), lengths=np.array([5, 30, 12, 7, 9, 10]))

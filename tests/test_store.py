@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from bigru_lightning.data import FileDataModule, TensorBatcher, read_sequences
-from bigru_lightning.data.files import EncodedLabels
+from bigru_lightning.data.labels import EncodedLabels
 from bigru_lightning.data.store import LazyArray, TensorRows, open_store, prepare_store, store_path
 from bigru_lightning.errors import UserInputError
 from bigru_lightning.prepare import main as prepare_main

@@ -10,7 +10,8 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from bigru_lightning.data.base import SequenceDataModule, SequenceSplit
-from bigru_lightning.data.files import SequenceFile, label_classes, read_sequences, smallest_index_type
+from bigru_lightning.data.files import SequenceFile, read_sequences
+from bigru_lightning.data.labels import label_classes, smallest_index_type
 from bigru_lightning.data.store import LazyArray, TensorRows
 from bigru_lightning.errors import UserInputError
 

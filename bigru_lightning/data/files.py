@@ -33,6 +33,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from bigru_lightning.data.labels import EncodedLabels as EncodedLabels
+from bigru_lightning.data.labels import label_classes as label_classes
+from bigru_lightning.data.labels import normalise_labels as normalise_labels
+from bigru_lightning.data.labels import smallest_index_type as smallest_index_type
 from bigru_lightning.data.readers import CSV_ID as CSV_ID
 from bigru_lightning.data.readers import CSV_LABEL, estimated_rows
 from bigru_lightning.data.readers import CSV_TIME as CSV_TIME
@@ -47,47 +51,6 @@ _CHUNK = 4096  # sequences per chunk when scanning large arrays
 # .csv/.parquet files of this many rows or more are read through the store: in memory, a row of three
 # features costs about 70 bytes at the read's peak (benchmarks/large_data.py), so 5 million rows ~ 350 MB.
 STORE_AUTO_ROWS = 5_000_000
-
-
-@dataclass(frozen=True)
-class EncodedLabels:
-    """Labels held as each sequence's index into the distinct labels (a store's form: N small integers).
-
-    Attributes:
-        codes: Index into ``names`` of each sequence, shape (N,), the smallest unsigned integer type
-            that holds it.
-        names: The distinct labels, sorted (numbers numerically, text alphabetically); each occurs.
-    """
-
-    codes: np.ndarray
-    names: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape of ``codes``: (N,)."""
-        return tuple(self.codes.shape)
-
-    @property
-    def size(self) -> int:
-        """Number of labels N."""
-        return int(self.codes.size)
-
-    def values(self) -> np.ndarray:
-        """The labels themselves, shape (N,) (an array of N values: for small files and checks)."""
-        return self.names[self.codes]
-
-
-def label_classes(labels: np.ndarray | EncodedLabels) -> EncodedLabels:
-    """The sorted distinct labels and each sequence's index into them (``np.unique`` for raw labels)."""
-    if isinstance(labels, EncodedLabels):
-        return labels
-    names, inverse = np.unique(labels, return_inverse=True)  # vectorised: no Python object per sequence
-    return EncodedLabels(codes=inverse.reshape(-1).astype(smallest_index_type(len(names))), names=names)
-
-
-def smallest_index_type(count: int) -> np.dtype[Any]:
-    """The smallest unsigned integer type that holds every index in ``range(count)``."""
-    return np.min_scalar_type(max(count - 1, 0))
 
 
 @dataclass
@@ -202,7 +165,7 @@ def uses_store(file: Path, store: bool | None) -> bool:
     """
     if store is not None:
         return store
-    from bigru_lightning.data.store import has_current_store  # the store module imports this one
+    from bigru_lightning.data.store import has_current_store
 
     return has_current_store(file) or estimated_rows(file) >= STORE_AUTO_ROWS
 
@@ -249,38 +212,6 @@ def _label_hint(path: Path) -> str:
     if suffix in (".csv", ".parquet", ".pq"):
         return f"a '{CSV_LABEL}' column"
     return "a .ts file with @classLabel true and a label after each case"
-
-
-def normalise_labels(values: np.ndarray, where: str) -> np.ndarray:
-    """Labels as an int64 array (integer labels) or a str array; floats and objects are refused.
-
-    Strings that all spell integers exactly (``"1"``, ``"10"``) become ints, so they sort numerically.
-    """
-    labels = np.asarray(values)
-    if labels.dtype.kind == "b":
-        return labels.astype(np.int64)
-    if labels.dtype.kind in "iu":
-        return labels.astype(np.int64)
-    if labels.dtype.kind == "S":
-        try:
-            labels = np.char.decode(labels, "utf-8")
-        except UnicodeDecodeError as error:
-            raise UserInputError(f"{where}: labels are bytes that are not UTF-8 text") from error
-    if labels.dtype.kind == "U":
-        texts = [str(v) for v in labels.reshape(-1)]
-        if texts and all(_is_int_text(v) for v in texts):
-            return np.array([int(v) for v in texts], dtype=np.int64).reshape(labels.shape)
-        return labels
-    if labels.dtype.kind == "f":
-        raise UserInputError(f"{where}: labels are floating-point numbers; class labels must be integers or strings")
-    raise UserInputError(f"{where}: labels of dtype {labels.dtype} are not accepted; use integers or strings")
-
-
-def _is_int_text(text: str) -> bool:
-    try:
-        return str(int(text)) == text
-    except ValueError:
-        return False
 
 
 # -- .npz ------------------------------------------------------------------------------------------

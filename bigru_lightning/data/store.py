@@ -45,6 +45,7 @@ import pyarrow.compute as pc
 import torch
 
 from bigru_lightning.data import readers
+from bigru_lightning.data.labels import normalise_labels
 from bigru_lightning.data.readers import CSV_ID, CSV_LABEL, CSV_TIME, Layout
 from bigru_lightning.errors import UserInputError
 
@@ -616,8 +617,6 @@ def _two_labels(where: str, index: _Index, source: Path, seq: int, previous: Any
 
 def _sorted_labels(folder: Path, label_values: dict[Any, int], where: str) -> list[Any]:
     """Renumber the labels by sorted value (as the in-memory reader does) and return the sorted names."""
-    from bigru_lightning.data.files import normalise_labels
-
     raw = list(label_values)
     if not raw:
         return []

@@ -2,13 +2,15 @@
 
 :class:`ExportableClassifier` runs a copy of the trained :class:`~bigru_lightning.model.BiGRU` itself
 (no second implementation): the network never packs sequences, so it exports to ONNX and TorchScript
-as it is. It takes raw (unstandardised) inputs and returns class probabilities.
+as it is. It takes raw (unstandardised) inputs and returns class probabilities. It is built from the
+network and the facts kept beside it (input scaling, label names), not from the LightningModule:
+this package needs torch only (``bigru_lightning.export.exportable_model`` builds it from a checkpoint).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -16,27 +18,28 @@ from torch import nn
 from bigru_lightning.model.network import BiGRU
 from bigru_lightning.model.steps import full_lengths
 
-if TYPE_CHECKING:  # Lightning is not needed to run or script this module
-    from bigru_lightning.module import BiGRUClassifier
-
 
 class ExportableClassifier(nn.Module):
     """Raw sequences (and optional lengths) in, class probabilities out.
 
     Args:
-        classifier: The trained model (a ``BiGRUClassifier``: its ``net``, ``feature_mean``,
-            ``feature_std`` and ``label_names`` are copied).
+        net: The trained network (copied).
+        feature_mean: Per-feature mean of the training data, shape (input_size,): inputs are
+            standardised as ``(x - feature_mean) / feature_std`` before the network.
+        feature_std: Per-feature standard deviation of the training data, shape (input_size,).
+        label_names: The class labels, in the order of the network's outputs.
     """
 
-    def __init__(self, classifier: BiGRUClassifier) -> None:
+    def __init__(
+        self, net: BiGRU, feature_mean: torch.Tensor, feature_std: torch.Tensor, label_names: Sequence[object]
+    ) -> None:
         super().__init__()
-        net: BiGRU = classifier.net
         self.net = copy.deepcopy(net)
         self.input_size: int = net.input_size
         self.num_classes: int = net.num_classes
-        self.label_names: list[str] = [str(name) for name in classifier.label_names]
-        self.register_buffer("feature_mean", classifier.feature_mean.detach().clone().float())
-        self.register_buffer("feature_std", classifier.feature_std.detach().clone().float())
+        self.label_names: list[str] = [str(name) for name in label_names]
+        self.register_buffer("feature_mean", feature_mean.detach().clone().float())
+        self.register_buffer("feature_std", feature_std.detach().clone().float())
         self.feature_mean: torch.Tensor
         self.feature_std: torch.Tensor
         self.requires_grad_(False)  # inference only: no autograd graph in the exported model

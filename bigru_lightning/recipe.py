@@ -231,7 +231,8 @@ def facts_of_files(train_file: str, has_val_file: bool, test_fraction: float | N
 
     ``test_fraction``: the share of ``train_file`` split off for testing (None: a test file is given).
     """
-    from bigru_lightning.data.files import label_classes, read_sequences
+    from bigru_lightning.data.files import read_sequences
+    from bigru_lightning.data.labels import label_classes
 
     data = read_sequences(train_file, require_labels=True, param="data.train_file")
     assert data.labels is not None
