@@ -18,10 +18,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from bigru_lightning.app import atomic_output, classifier_from_checkpoint, load_checkpoint
 from bigru_lightning.data.recipe import FILE_DATA_CLASS
-from bigru_lightning.estimator.inputs import as_sequences, class_indices, classes_of_label_names, encode_labels
+from bigru_lightning.estimator.inputs import (
+    as_file_labels,
+    as_sequences,
+    class_indices,
+    classes_of_label_names,
+    encode_labels,
+)
 from bigru_lightning.estimator.options import DATA_OPTIONS, MODEL_OPTIONS, cli_args
 from bigru_lightning.estimator.training import fit_on_arrays, quiet
-from bigru_lightning.module import BiGRUClassifier
 
 CLI_DEFAULT_SEED = 42  # scripts/fit.py's --seed_everything and --data.seed
 ESTIMATOR_KEY = "estimator"  # the checkpoint entry save() adds: keywords, classes, features per step
@@ -178,22 +183,22 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
             ValueError: A bad input or option (one line), before any training starts.
         """
         train = as_sequences(X)
-        classes, train.labels = encode_labels(y, train.num_sequences)
+        classes, codes = encode_labels(y, train.num_sequences)
+        train.labels = as_file_labels(codes, classes)
         test = None
         if test_data is not None:
             x_test, y_test = test_data
             test = as_sequences(x_test, "test_data X")
             self._check_features(test.num_features, train.num_features, "test_data X")
-            test.labels = class_indices(y_test, classes, test.num_sequences, "test_data y")
+            test.labels = as_file_labels(class_indices(y_test, classes, test.num_sequences, "test_data y"), classes)
         seed = self._seed()
         options = [*cli_args(self.get_params()), "--seed_everything", str(seed), "--data.seed", str(seed)]
         checkpoint, metrics = fit_on_arrays(train, options, test=test, verbose=bool(self.verbose), log_dir=self.log_dir)
-        checkpoint["label_names"] = [str(c) for c in classes]  # scripts/predict.py writes the labels themselves
         self.classes_ = classes
         self.n_features_in_ = train.num_features
         self.checkpoint_ = checkpoint
         self.test_metrics_ = metrics
-        self._model: BiGRUClassifier | None = None
+        self._model = classifier_from_checkpoint(checkpoint, "SequenceClassifier")
         return self
 
     def _seed(self) -> int:
@@ -215,20 +220,14 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         self._check_features(data.num_features, self.n_features_in_, "X")
         with quiet(bool(self.verbose)):
             probabilities = predict_probabilities(
-                self._classifier(), data, PREDICT_BATCH, self.accelerator if self.accelerator else "auto"
+                self._model, data, PREDICT_BATCH, self.accelerator if self.accelerator else "auto"
             )
         return probabilities.astype(np.float64)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each sequence."""
-        return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
-
-    def _classifier(self) -> BiGRUClassifier:
-        """The trained network, rebuilt from ``checkpoint_`` as ``scripts/predict.py`` rebuilds it (kept)."""
-        if getattr(self, "_model", None) is None:
-            self._model = classifier_from_checkpoint(self.checkpoint_, "SequenceClassifier")
-        assert self._model is not None
-        return self._model
+        probabilities = self.predict_proba(X)  # first: it refuses an unfitted estimator
+        return np.asarray(self.classes_[np.argmax(probabilities, axis=1)])
 
     @staticmethod
     def _check_features(found: int, expected: int, name: str) -> None:
@@ -276,10 +275,16 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
 
     # -- scikit-learn protocol -------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle without the rebuilt network (``checkpoint_`` holds its weights)."""
+        """Pickle without the network (``checkpoint_`` holds its weights; unpickling rebuilds it)."""
         state = dict(super().__getstate__())
         state.pop("_model", None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, and rebuild the network from ``checkpoint_`` when fitted."""
+        super().__setstate__(state)
+        if "checkpoint_" in self.__dict__:
+            self._model = classifier_from_checkpoint(self.checkpoint_, "SequenceClassifier")
 
     def __sklearn_tags__(self) -> Any:
         """Sequences: 3-D arrays are accepted; 2-D arrays are sequences of one feature."""

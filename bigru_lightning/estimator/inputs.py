@@ -19,7 +19,7 @@ from scipy import sparse
 from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.multiclass import check_classification_targets
 
-from bigru_lightning.data.files import SequenceFile, label_classes, normalise_labels
+from bigru_lightning.data.files import EncodedLabels, SequenceFile, label_classes, normalise_labels, smallest_index_type
 
 SHAPES = "a 3-D array (sequences, steps, features), a 2-D array (sequences, steps) or a list of 2-D arrays"
 
@@ -47,8 +47,13 @@ def _from_array(X: Any, name: str) -> np.ndarray:
             f"{name} is an array of arrays (ragged sequences); pass sequences of different lengths as a list of "
             "2-D arrays (steps, features)"
         )
+    if array.ndim == 1:
+        raise ValueError(
+            f"{name} has 1 dimension (shape {array.shape}); expected {SHAPES}. Reshape your data: "
+            f"{name}.reshape(1, -1) for one sequence, {name}.reshape(-1, 1) for sequences of one step"
+        )
     if array.ndim not in (2, 3):
-        raise ValueError(f"{name} has {array.ndim} dimension(s) (shape {array.shape}); expected {SHAPES}")
+        raise ValueError(f"{name} has {array.ndim} dimensions (shape {array.shape}); expected {SHAPES}")
     checked = check_array(
         array, allow_nd=True, dtype=np.float32, ensure_all_finite=False, ensure_min_samples=1, input_name=name
     )
@@ -120,6 +125,17 @@ def class_indices(y: Any, classes: np.ndarray, num_sequences: int, name: str) ->
     if unknown:
         raise ValueError(f"{name} has labels the training data lacks: {', '.join(unknown[:5])}")
     return np.array([index[label] for label in labels.tolist()], dtype=np.int64)
+
+
+def as_file_labels(codes: np.ndarray, classes: np.ndarray) -> EncodedLabels:
+    """Class indices as a file's labels, in this class order, named ``str(label)``.
+
+    The data module keeps the order, and the names are what the checkpoint saves, ``scripts/predict.py``
+    writes and the test figures show.
+    """
+    return EncodedLabels(
+        codes=codes.astype(smallest_index_type(len(classes))), names=np.array([str(c) for c in classes.tolist()])
+    )
 
 
 def classes_of_label_names(names: list[str]) -> np.ndarray:
