@@ -92,10 +92,8 @@ def _read_predictions(path: Path) -> tuple[list[str], np.ndarray, list[str]]:
 
 def _fit_py(train: Path, test: Path, folder: Path) -> Path:
     """Run scripts/fit.py's main on the two files; the checkpoint it tested (the only best-*.ckpt)."""
-    fit_main(
-        ["--data", "FileDataModule", "--data.train_file", str(train), "--data.test_file", str(test)]
-        + ["--trainer.max_steps", str(STEPS), "--trainer.enable_progress_bar", "false"]
-    )
+    files = ["--data", "FileDataModule", "--data.train_file", str(train), "--data.test_file", str(test)]
+    fit_main([*files, "--trainer.max_steps", str(STEPS), "--trainer.enable_progress_bar", "false"])
     (best,) = sorted((folder / "lightning_logs").glob("version_0/checkpoints/best-*.ckpt"))
     return best
 

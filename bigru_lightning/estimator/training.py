@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from bigru_lightning.callbacks import write_hparams_entry
 from bigru_lightning.cli import expand_shorthands, make_cli, quiet_known_warnings
 from bigru_lightning.data.files import SequenceFile
 from bigru_lightning.data.memory import held_in_memory
+from bigru_lightning.errors import find_user_error, one_line
 
 # What a fitted estimator keeps of the chosen checkpoint (and ``save`` writes): what rebuilds the
 # model (as ``scripts/predict.py`` and ``scripts/export.py`` do) and where it came from.
@@ -97,6 +99,7 @@ def fit_on_arrays(
         argv = ["--data", "FileDataModule", "--data.train_file", train_name, "--data.test_file", test_name]
         argv += [*options, "--trainer.default_root_dir", folder, *_output_options(folder, log_dir, verbose)]
         stack.enter_context(quiet(verbose))
+        stack.enter_context(as_value_errors())
         cli = make_cli(expand_shorthands(argv))
         best = cli.fit_and_choose()
         if cli.trainer.interrupted:
@@ -114,6 +117,19 @@ def fit_on_arrays(
             checkpoint = {"state_dict": cli.model.state_dict(), "hyper_parameters": dict(cli.model.hparams)}
             cli.model.on_save_checkpoint(checkpoint)
         return {key: checkpoint[key] for key in KEPT_KEYS if key in checkpoint}, metrics
+
+
+@contextlib.contextmanager
+def as_value_errors() -> Iterator[None]:
+    """The CLI's user errors (bad option values, refused data) as one-line ``ValueError``s naming the keyword."""
+    try:
+        yield
+    except Exception as error:
+        user_error = find_user_error(error)
+        if user_error is None:
+            raise
+        message = re.sub(r"--(?:model|data|trainer|optimizer)\.(\w+)", r"\1", one_line(user_error))
+        raise ValueError(message) from error
 
 
 def _output_options(folder: str, log_dir: str | None, verbose: bool) -> list[str]:
