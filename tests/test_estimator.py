@@ -246,3 +246,18 @@ def test_pickles_before_and_after_fit(fitted: tuple[SequenceClassifier, np.ndarr
     assert pickle.loads(pickle.dumps(clone(estimator))).get_params() == estimator.get_params()
     restored = pickle.loads(pickle.dumps(estimator))
     np.testing.assert_array_equal(restored.predict_proba(x), estimator.predict_proba(x))
+
+
+def test_the_python_api_page_runs(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every ``python`` block of docs/python-api.md, in order, in one namespace."""
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert len(blocks) >= 3
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "docs/python-api.md", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "['1' '2'] 1" in out and "test accuracy: " in out
+    assert (in_tmp / "unit_test.ckpt").is_file()
