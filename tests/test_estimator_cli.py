@@ -132,6 +132,7 @@ def test_estimator_predicts_what_fit_py_and_predict_py_predict(data: str, in_tmp
 
     # fit.py's checkpoint loads into the estimator and predicts the same
     loaded = SequenceClassifier.load(best)
+    assert loaded.get_params()["random_state"] == 42 and loaded.get_params()["hidden_size"] == 64  # the recipe's
     np.testing.assert_allclose(loaded.predict_proba(x_test), expected, atol=1e-6)
     assert [str(label) for label in loaded.predict(x_test)] == expected_labels
 
