@@ -282,6 +282,11 @@ def make_trainer(accelerator: str, devices: str, writer: PredictionFileWriter | 
         raise UserInputError(f"--accelerator {accelerator} --devices {devices}: {one_line(error)}") from error
 
 
+def batches_of(data: SequenceFile, batch_size: int) -> DataLoader[Batch]:
+    """The sequences of ``data`` in order, ``batch_size`` at a time, as ``predict_step`` takes them."""
+    return DataLoader(SequenceRows(data), batch_size=batch_size, shuffle=False, collate_fn=_as_batch)
+
+
 def predict_probabilities(
     model: pl.LightningModule, data: SequenceFile, batch_size: int = 1024, accelerator: str = "auto"
 ) -> np.ndarray:
@@ -290,8 +295,7 @@ def predict_probabilities(
     The same batches and ``Trainer.predict`` as :func:`run`, returned instead of written (the Python API).
     """
     trainer = make_trainer(accelerator, "1", None)
-    loader = DataLoader(SequenceRows(data), batch_size=batch_size, shuffle=False, collate_fn=_as_batch)
-    batches = trainer.predict(model, dataloaders=loader, return_predictions=True) or []
+    batches = trainer.predict(model, dataloaders=batches_of(data, batch_size), return_predictions=True) or []
     return torch.cat([torch.as_tensor(b) for b in batches]).float().cpu().numpy()
 
 
@@ -313,7 +317,7 @@ def run(options: argparse.Namespace) -> Path:
     parquet = output.suffix.lower() == ".parquet"
     writer = PredictionFileWriter(ids, model.label_names, parquet, parts=output.parent / f".{output.name}")
     trainer = make_trainer(options.accelerator, options.devices, writer)
-    loader = DataLoader(SequenceRows(data), batch_size=options.batch_size, shuffle=False, collate_fn=_as_batch)
+    loader = batches_of(data, options.batch_size)
     if not trainer.is_global_zero:  # a process launched for another device: rank 0 writes the file
         trainer.predict(model, dataloaders=loader, return_predictions=False)
         return output
