@@ -27,6 +27,7 @@ from bigru_lightning.estimator.inputs import (
 )
 from bigru_lightning.estimator.options import DATA_OPTIONS, MODEL_OPTIONS, cli_args
 from bigru_lightning.estimator.training import fit_on_arrays, quiet
+from bigru_lightning.predict import predict_probabilities
 
 CLI_DEFAULT_SEED = 42  # scripts/fit.py's --seed_everything and --data.seed
 ESTIMATOR_KEY = "estimator"  # the checkpoint entry save() adds: keywords, classes, features per step
@@ -213,8 +214,6 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
     # -- predicting --------------------------------------------------------------------------------
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape (sequences, classes), columns in ``classes_`` order (``scripts/predict.py``'s)."""
-        from bigru_lightning.predict import predict_probabilities
-
         check_is_fitted(self, "checkpoint_")
         data = as_sequences(X)
         self._check_features(data.num_features, self.n_features_in_, "X")
