@@ -146,8 +146,16 @@ def load_classifier(path: str | Path, param: str = "--ckpt_path") -> BiGRUClassi
         UserInputError: As :func:`load_checkpoint`, or the checkpoint holds a model this version
             cannot rebuild ("incompatible checkpoint").
     """
-    checkpoint = load_checkpoint(path, param)
-    where = f"{param} {path}"
+    return classifier_from_checkpoint(load_checkpoint(path, param), f"{param} {path}")
+
+
+def classifier_from_checkpoint(checkpoint: dict[str, Any], where: str) -> BiGRUClassifier:
+    """The :class:`BiGRUClassifier` (eval mode, on the CPU) of a checkpoint read by :func:`load_checkpoint`.
+
+    Raises:
+        UserInputError: The checkpoint holds a model this version cannot rebuild (the message starts
+            with ``where``).
+    """
     hparams = checkpoint.get("hyper_parameters")
     if not isinstance(hparams, dict):
         raise UserInputError(f"{where}: incompatible checkpoint: no hyper-parameters of a BiGRUClassifier")

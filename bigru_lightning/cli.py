@@ -183,16 +183,30 @@ class BiGRUCLI(LightningCLI):
 
     def run(self) -> dict[str, float]:
         """Fit, test the best checkpoint, print the tutorial's lines and return the test metrics."""
+        best = self.fit_and_choose()
+        if self.trainer.interrupted:
+            return {}
+        return self.test_and_report(best)
+
+    def fit_and_choose(self) -> str:
+        """Fit; return the checkpoint that the run tests and keeps: the best by ``checkpoint.monitor``.
+
+        Without a monitor (no validation split) that is the last one saved; ``""`` when none was
+        saved (the current weights are then the ones). The Python API fits through this too.
+        """
         model: BiGRUClassifier = self.model
         datamodule: SequenceDataModule = self.datamodule
         datamodule.setup("fit")  # read or generate the data before any log folder exists
         hand_data_facts_to_model(datamodule, model)
         ckpt_path = self.config.get("ckpt_path")
         self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-        if self.trainer.interrupted:
-            return {}
         checkpoint = self.trainer.checkpoint_callback
-        best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+        return checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+
+    def test_and_report(self, best: str) -> dict[str, float]:
+        """Test ``best`` (or the current weights), print and log the results; return the test metrics."""
+        model: BiGRUClassifier = self.model
+        datamodule: SequenceDataModule = self.datamodule
         results = self.trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
         if isinstance(datamodule, GaussianDataModule):

@@ -257,8 +257,8 @@ def ids_at(ids: Sequence[str], rows: np.ndarray) -> list[str]:
     return [ids[int(i)] for i in rows]
 
 
-def make_trainer(accelerator: str, devices: str, writer: PredictionFileWriter) -> pl.Trainer:
-    """A quiet Trainer for prediction on ``accelerator`` x ``devices``, with ``writer`` as its only callback."""
+def make_trainer(accelerator: str, devices: str, writer: PredictionFileWriter | None) -> pl.Trainer:
+    """A quiet Trainer for prediction on ``accelerator`` x ``devices``; ``writer`` (if any) is its only callback."""
     try:
         check_accelerator(accelerator)  # the fit command's check: the same devices are accepted here
     except UserInputError as error:  # ... worded for this command's option
@@ -274,10 +274,27 @@ def make_trainer(accelerator: str, devices: str, writer: PredictionFileWriter) -
             enable_progress_bar=False,
             enable_model_summary=False,
             enable_checkpointing=False,
-            callbacks=[writer],
+            callbacks=[writer] if writer is not None else [],
         )
     except (ValueError, TypeError, RuntimeError, ImportError) as error:  # Lightning's refusals of these two values
         raise UserInputError(f"--accelerator {accelerator} --devices {devices}: {one_line(error)}") from error
+
+
+def batches_of(data: SequenceFile, batch_size: int) -> DataLoader[Batch]:
+    """The sequences of ``data`` in order, ``batch_size`` at a time, as ``predict_step`` takes them."""
+    return DataLoader(SequenceRows(data), batch_size=batch_size, shuffle=False, collate_fn=_as_batch)
+
+
+def predict_probabilities(
+    model: pl.LightningModule, data: SequenceFile, batch_size: int = 1024, accelerator: str = "auto"
+) -> np.ndarray:
+    """Class probabilities of every sequence of ``data``, shape (N, classes), in order, on one device.
+
+    The same batches and ``Trainer.predict`` as :func:`run`, returned instead of written (the Python API).
+    """
+    trainer = make_trainer(accelerator, "1", None)
+    batches = trainer.predict(model, dataloaders=batches_of(data, batch_size), return_predictions=True) or []
+    return torch.cat([torch.as_tensor(b) for b in batches]).float().cpu().numpy()
 
 
 def run(options: argparse.Namespace) -> Path:
@@ -298,7 +315,7 @@ def run(options: argparse.Namespace) -> Path:
     parquet = output.suffix.lower() == ".parquet"
     writer = PredictionFileWriter(ids, model.label_names, parquet, parts=output.parent / f".{output.name}")
     trainer = make_trainer(options.accelerator, options.devices, writer)
-    loader = DataLoader(SequenceRows(data), batch_size=options.batch_size, shuffle=False, collate_fn=_as_batch)
+    loader = batches_of(data, options.batch_size)
     if not trainer.is_global_zero:  # a process launched for another device: rank 0 writes the file
         trainer.predict(model, dataloaders=loader, return_predictions=False)
         return output

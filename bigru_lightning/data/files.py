@@ -98,7 +98,8 @@ def read_sequences(
     """Read a sequence file, chosen by its suffix, and validate it.
 
     Args:
-        path: A ``.npz``, ``.csv``, ``.parquet`` or ``.ts`` file.
+        path: A ``.npz``, ``.csv``, ``.parquet`` or ``.ts`` file, or the ``memory://`` name of sequences
+            held in memory by :func:`~.memory.held_in_memory`.
         require_labels: Refuse a file without labels (training needs them; prediction does not).
         param: The parameter that named the file, for error messages (e.g. ``data.train_file``).
         store: For ``.csv``/``.parquet``: read through the memory-mapped store (prepared once and
@@ -112,6 +113,12 @@ def read_sequences(
     The last file read is kept while it is unchanged (same size and modification time), so the
     recipe's look at the training file and the data module's read of it cost one read.
     """
+    from bigru_lightning.data.memory import is_memory_name, memory_sequences  # it imports this module
+
+    if is_memory_name(path):  # arrays held by the Python API: read like a file, validated the same way
+        data = memory_sequences(str(path), f"{param} {path}")
+        _validate(data, f"{param} {path}", require_labels)
+        return data
     file = Path(path)
     where = f"{param} {file}"
     suffix = file.suffix.lower()
