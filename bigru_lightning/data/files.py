@@ -26,10 +26,8 @@ import functools
 import math
 import struct
 import zipfile
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,10 +38,8 @@ from bigru_lightning.data.labels import smallest_index_type as smallest_index_ty
 from bigru_lightning.data.readers import CSV_ID as CSV_ID
 from bigru_lightning.data.readers import CSV_LABEL, estimated_rows
 from bigru_lightning.data.readers import CSV_TIME as CSV_TIME
+from bigru_lightning.data.sequences import SequenceFile as SequenceFile
 from bigru_lightning.errors import UserInputError
-
-if TYPE_CHECKING:
-    from bigru_lightning.data.store import LazyArray
 
 SUFFIXES = (".npz", ".csv", ".parquet", ".pq", ".ts")
 ACCEPTED = "accepted: .npz (X, y), .csv or .parquet (columns sequence_id, label[, time], features), .ts (UCR/UEA)"
@@ -51,45 +47,6 @@ _CHUNK = 4096  # sequences per chunk when scanning large arrays
 # .csv/.parquet files of this many rows or more are read through the store: in memory, a row of three
 # features costs about 70 bytes at the read's peak (benchmarks/large_data.py), so 5 million rows ~ 350 MB.
 STORE_AUTO_ROWS = 5_000_000
-
-
-@dataclass
-class SequenceFile:
-    """The sequences of one file, stacked.
-
-    Attributes:
-        x: Sequences, float32, shape (N, T, F), padded with zeros at the end where ``lengths``
-            says so (possibly a read-only memory map of the file).
-        lengths: True length of each sequence, int64, shape (N,), each in [1, T]; None when every
-            sequence is T steps long.
-        labels: Raw labels, shape (N,), int64 or strings, or (files read through the store)
-            :class:`EncodedLabels`; None when the file has none. :func:`label_classes` gives both forms
-            as classes and codes.
-        ids: Sequence ids as strings, or None when the file has none (then the index identifies them);
-            read on demand (``ids[start:stop]``) when the file is read through the store.
-        path: The file read.
-    """
-
-    x: np.ndarray | LazyArray
-    lengths: np.ndarray | None
-    labels: np.ndarray | EncodedLabels | None
-    ids: Sequence[str] | None
-    path: Path
-
-    @property
-    def num_sequences(self) -> int:
-        """Number of sequences N."""
-        return int(self.x.shape[0])
-
-    @property
-    def num_steps(self) -> int:
-        """Padded length T."""
-        return int(self.x.shape[1])
-
-    @property
-    def num_features(self) -> int:
-        """Features per time step F."""
-        return int(self.x.shape[2])
 
 
 def read_sequences(

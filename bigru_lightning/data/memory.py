@@ -13,7 +13,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-from bigru_lightning.data.files import SequenceFile
+from bigru_lightning.data.sequences import SequenceFile
 from bigru_lightning.errors import UserInputError
 
 PREFIX = "memory://"

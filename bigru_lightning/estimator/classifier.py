@@ -17,7 +17,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from bigru_lightning.app import atomic_output, classifier_from_checkpoint, load_checkpoint
-from bigru_lightning.data.recipe import FILE_DATA_CLASS
 from bigru_lightning.estimator.inputs import (
     as_file_labels,
     as_sequences,
@@ -28,6 +27,7 @@ from bigru_lightning.estimator.inputs import (
 from bigru_lightning.estimator.options import DATA_OPTIONS, MODEL_OPTIONS, cli_args
 from bigru_lightning.estimator.training import fit_on_arrays, quiet
 from bigru_lightning.predict import predict_probabilities
+from bigru_lightning.recipe import FILE_DATA_CLASS
 
 CLI_DEFAULT_SEED = 42  # scripts/fit.py's --seed_everything and --data.seed
 ESTIMATOR_KEY = "estimator"  # the checkpoint entry save() adds: keywords, classes, features per step

@@ -3,7 +3,7 @@
 Every keyword carries the name of its ``scripts/fit.py`` option (``hidden_size`` is
 ``--model.hidden_size``, ``max_epochs`` is ``--trainer.max_epochs``, ``lr`` is ``--optimizer.lr``).
 ``None`` means "not given": the option is left out of the command line, so the data-adaptive recipe
-(``bigru_lightning.data.recipe``) or the CLI's default chooses it, exactly as for a file.
+(``bigru_lightning.recipe``) or the CLI's default chooses it, exactly as for a file.
 """
 
 from __future__ import annotations
