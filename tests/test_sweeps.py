@@ -272,3 +272,14 @@ def test_shipped_search_spaces_run_a_two_trial_study(in_tmp: Path, space_file: P
     if "model.conv_channels" in study.trials[0].params:
         assert {t.params["model.conv_channels"] for t in study.trials} >= {"null"}
         assert any(t.params["model.conv_channels"].startswith("[") for t in study.trials)
+
+
+def test_study_follows_default_root_dir(in_tmp: Path) -> None:
+    """Trials, the study's database and its results go under ``--trainer.default_root_dir``."""
+    space = _space(in_tmp, "model.hidden_size: {choices: [4]}\n")
+    run = ["--trainer.max_epochs=1", *SMALL_RUN[1:], "--trainer.default_root_dir", "runs"]
+    study = tune_main(["--search_space", space, "--n_trials", "1", *run])
+    assert study.trials[0].user_attrs["run_dir"] == "runs/lightning_logs/version_0"
+    for written in ("version_0/config.yaml", "optuna.db", "sweep/trials.csv"):
+        assert (in_tmp / "runs/lightning_logs" / written).is_file(), written
+    assert not (in_tmp / "lightning_logs").exists()
