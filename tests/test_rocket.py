@@ -241,3 +241,15 @@ def test_column_moments_equal_the_whole_matrix_float64_moments() -> None:
             assert torch.equal(std, whole.std(dim=0, unbiased=False))
         else:
             assert torch.equal(std, torch.zeros(whole.shape[1], dtype=torch.float64))
+
+
+def test_memo_of_a_large_training_set_stays_small() -> None:
+    """An epoch over 4,000 sequences (160 MB of features) leaves at most 64 MiB memoised for the rest of the run."""
+    branch = RandomKernelBranch(1, 10_000, 6)
+    x = torch.randn(4000, 50, 1, generator=torch.Generator().manual_seed(0))
+    branch.fit(x[:64])
+    branch.train()
+    with torch.no_grad():
+        for start in range(0, len(x), 500):
+            branch(x[start : start + 500])
+    assert 0 < branch._memo_bytes <= 64 << 20

@@ -44,7 +44,11 @@ STATS_SEQUENCES = 2048  # training sequences (at most) whose features give the s
 FIT_CHUNK = 64  # sequences per forward while fitting
 MOMENT_COLUMNS = 512  # feature columns per float64 block when taking the features' mean and std
 GAIN = 3.0  # standardised features x GAIN / sqrt(features): a head start over the GRU's summary (docs/models.md)
-MEMO_BYTES = 512 << 20  # memoised training features (and their keys) at most, per branch
+# Memoised training features (and their keys) at most, per branch: 1,600 sequences of 10,080 features,
+# more than the small sets where the memo pays (OSULeaf: 200). It stays in memory for the whole run, so
+# it is kept small: at 512 MiB a run on 32,000 training sequences peaked at 1.40 GB instead of 0.84 GB
+# (docs/performance.md, "Memory of a file run"). Bigger sets recompute the features that do not fit.
+MEMO_BYTES = 64 << 20
 
 
 def dilations_and_counts(num_features: int, max_dilation: int) -> list[tuple[int, int]]:
