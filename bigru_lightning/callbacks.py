@@ -78,13 +78,13 @@ def run_settings(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any
         settings.update({f"data.{key}": value for key, value in data_hparams.items()})
     ordered = {key: settings[key] for key in KEY_SETTINGS if key in settings}
     ordered.update(sorted((key, value) for key, value in settings.items() if key not in ordered))
-    return {key: _hparam_value(value) for key, value in ordered.items()}
+    return {key: hparam_value(value) for key, value in ordered.items()}
 
 
-def _hparam_value(value: Any) -> HParam:
-    """A value TensorBoard's HParams accepts: numbers, strings and booleans as they are, the rest as text.
+def hparam_value(value: Any) -> HParam:
+    """A value TensorBoard's HParams accepts (and the trials table shows): numbers and strings as they are.
 
-    The text is what the option takes on the command line: ``[64, 128, 64]`` for a list, ``null``
+    Anything else becomes the text the option takes on the command line: ``[64, 128, 64]`` for a list, ``null``
     for None, ``true``/``false`` for a boolean, ``torch.optim.SGD(lr=0.1)`` for a class path with
     its arguments.
     """
@@ -97,7 +97,7 @@ def _hparam_value(value: Any) -> HParam:
 
 
 def _option_text(value: Any) -> str:
-    """``value`` (lists, None, nested class paths, namespaces) as readable one-line text."""
+    """``value`` (lists, None, booleans, nested class paths, namespaces) as its one-line command-line text."""
     if isinstance(value, Namespace):
         value = value.as_dict()
     if isinstance(value, Mapping) and "class_path" in value:
@@ -129,7 +129,7 @@ def write_hparams_entry(logger: TensorBoardLogger, settings: dict[str, Any], met
     """
     from torch.utils.tensorboard.summary import hparams
 
-    readable = {key: _hparam_value(value) for key, value in settings.items()}  # lists, None, class paths: text
+    readable = {key: hparam_value(value) for key, value in settings.items()}  # lists, None, class paths: text
     experiment, start, end = hparams(readable, metrics)
     writer = event_file_writer(logger)
     for summary in (experiment, start, end):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from bigru_lightning.cli import main as fit_main
 from bigru_lightning.sweeps import main as tune_main
 from bigru_lightning.sweeps import split_args
+from bigru_lightning.sweeps.report import describe_best, trials_table
 from bigru_lightning.sweeps.space import load_search_space, option_args
 
 TUNE = str(REPO / "scripts" / "tune.py")
@@ -283,3 +285,16 @@ def test_study_follows_default_root_dir(in_tmp: Path) -> None:
     for written in ("version_0/config.yaml", "optuna.db", "sweep/trials.csv"):
         assert (in_tmp / "runs/lightning_logs" / written).is_file(), written
     assert not (in_tmp / "lightning_logs").exists()
+
+
+def test_trials_table_and_best_trial_show_null_and_booleans_as_options_take_them(tmp_path: Path) -> None:
+    space = load_search_space(
+        _space(tmp_path, "data.batch_size: {choices: [null]}\nmodel.bidirectional: {choices: [true]}\n")
+    )
+    study = optuna.create_study()
+    trial = study.ask()
+    assert space.suggest(trial) == {"data.batch_size": None, "model.bidirectional": True}
+    study.tell(trial, 0.5)
+    rows = list(csv.DictReader(io.StringIO(trials_table(study.trials, "val/loss"))))
+    assert (rows[0]["data.batch_size"], rows[0]["model.bidirectional"]) == ("null", "true")
+    assert describe_best(study, "val/loss")[1:3] == ["  data.batch_size: null", "  model.bidirectional: true"]
