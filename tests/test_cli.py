@@ -184,6 +184,17 @@ def test_default_root_dir_holds_the_runs_and_ckpt_path_last_and_plot_follow_it(
     assert not (in_tmp / "lightning_logs").exists()
 
 
+def test_ckpt_path_last_looks_in_checkpoint_dirpath(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--data.samples_per_class", "10", "--checkpoint.dirpath", "ckpts"]
+    main(["--trainer.max_epochs", "1", *args])
+    assert (in_tmp / "ckpts/last.ckpt").is_file()
+    capsys.readouterr()
+    main(["--trainer.max_epochs", "2", "--ckpt_path", "last", *args])
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    assert [line.split(",")[0] for line in _epoch_lines(captured.out)] == ["Epoch [2/2]"]
+
+
 def test_an_explicit_logger_save_dir_wins_over_default_root_dir(in_tmp: Path) -> None:
     root = ["--trainer.default_root_dir=runs", "--trainer.logger.save_dir=logs"]
     main(["--trainer.max_epochs=1", "--data.samples_per_class=10", *root])
