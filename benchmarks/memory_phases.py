@@ -2,10 +2,15 @@
 
     python benchmarks/memory_phases.py --data.samples_per_class 100000 --data.batch_size 256 --trainer.max_epochs 3
 
-Prints, after the imports, the CLI, the start of fit, every ``--every`` batches of training and test,
-each epoch end, the test end, the Bayes oracle and the end of the run: the process's peak RSS so far
-(``ru_maxrss``) and its RSS now. A phase where the peak jumps is where memory goes. Runs in the
-current folder like ``scripts/fit.py`` (it writes the same ``lightning_logs/``).
+Prints, after the imports, the recipe (a file run's read of its training file), the CLI, the start
+of fit, the random-kernel branch's fit, every ``--every`` batches of training and test, each epoch
+end, the test end, the Bayes oracle and the end of the run: the process's peak RSS so far
+(``ru_maxrss``) and its RSS now. For a file run::
+
+    python benchmarks/memory_phases.py --data FileDataModule --data.train_file big.csv --trainer.max_steps 5
+
+A phase where the peak jumps is where memory goes. Runs in the current folder like ``scripts/fit.py``
+(it writes the same ``lightning_logs/``).
 """
 
 from __future__ import annotations
@@ -83,6 +88,24 @@ def main(argv: list[str]) -> None:
         report("Bayes oracle end")
         return value
 
+    from bigru_lightning.model.rocket import RandomKernelBranch
+
+    apply_recipe = cli_module.apply_recipe
+    rocket_fit = RandomKernelBranch.fit
+
+    def recipe_with_phases(*args: Any) -> Any:
+        report("recipe start (reads the file)")
+        choices = apply_recipe(*args)
+        report("recipe end")
+        return choices
+
+    def rocket_fit_with_phases(self: RandomKernelBranch, *args: Any, **kwargs: Any) -> None:
+        report("random-kernel fit start")
+        rocket_fit(self, *args, **kwargs)
+        report("random-kernel fit end")
+
+    cli_module.apply_recipe = recipe_with_phases  # type: ignore[assignment]
+    RandomKernelBranch.fit = rocket_fit_with_phases  # type: ignore[method-assign]
     cli_module.make_cli = make_cli_with_phases  # type: ignore[assignment]
     GaussianDataModule.bayes_accuracy = bayes_with_phases  # type: ignore[method-assign]
     cli_module.main(argv)

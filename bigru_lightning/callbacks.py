@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -76,18 +78,50 @@ def run_settings(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any
         settings.update({f"data.{key}": value for key, value in data_hparams.items()})
     ordered = {key: settings[key] for key in KEY_SETTINGS if key in settings}
     ordered.update(sorted((key, value) for key, value in settings.items() if key not in ordered))
-    return {key: _hparam_value(value) for key, value in ordered.items()}
+    return {key: hparam_value(value) for key, value in ordered.items()}
 
 
-def _hparam_value(value: Any) -> HParam:
-    """A value TensorBoard's HParams accepts: numbers, strings and booleans as they are, the rest as text."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    return value if isinstance(value, int | float | str | bool) else str(value)
+def hparam_value(value: Any) -> HParam:
+    """A value TensorBoard's HParams accepts (and the trials table shows): numbers and strings as they are.
+
+    Anything else becomes the text the option takes on the command line: ``[64, 128, 64]`` for a list, ``null``
+    for None, ``true``/``false`` for a boolean, ``torch.optim.SGD(lr=0.1)`` for a class path with
+    its arguments.
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        return value
+    # Booleans too: torch's hparams() takes them for numbers (bool is an int) and shows 0.0 / 1.0.
+    return _option_text(value)
 
 
-def write_hparams_entry(logger: TensorBoardLogger, settings: dict[str, HParam], metrics: dict[str, float]) -> None:
+def _option_text(value: Any) -> str:
+    """``value`` (lists, None, booleans, nested class paths, namespaces) as its one-line command-line text."""
+    if isinstance(value, Namespace):
+        value = value.as_dict()
+    if isinstance(value, Mapping) and "class_path" in value:
+        init_args = value.get("init_args") or {}
+        arguments = ", ".join(f"{key}={_option_text(arg)}" for key, arg in dict(init_args).items())
+        return f"{value['class_path']}({arguments})"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{key}: {_option_text(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_option_text(item) for item in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, torch.Tensor):
+        return _option_text(value.tolist())
+    return str(value)
+
+
+def write_hparams_entry(logger: TensorBoardLogger, settings: dict[str, Any], metrics: dict[str, float]) -> None:
     """Write one TensorBoard HParams entry: the run's settings beside its final metrics.
+
+    Settings of any type are accepted: numbers, strings and booleans as they are, anything else
+    (lists, None, class paths) as its command-line text (``[64, 128, 64]``).
 
     Unlike ``TensorBoardLogger.log_hyperparams(params, metrics)`` this does not log the metrics again
     as scalars at step 0 (they are already logged where they were measured; the HParams table reads
@@ -95,7 +129,8 @@ def write_hparams_entry(logger: TensorBoardLogger, settings: dict[str, HParam], 
     """
     from torch.utils.tensorboard.summary import hparams
 
-    experiment, start, end = hparams(settings, metrics)
+    readable = {key: hparam_value(value) for key, value in settings.items()}  # lists, None, class paths: text
+    experiment, start, end = hparams(readable, metrics)
     writer = event_file_writer(logger)
     for summary in (experiment, start, end):
         writer.add_summary(summary)

@@ -4,8 +4,9 @@
 (``--model.*``, ``--data.*``, ``--trainer.*``, ``--optimizer``, ``--lr_scheduler``, ``--config``,
 ``--print_config``, ``--seed_everything``) plus ``--ckpt_path`` (a file, or ``last``: the newest
 run's ``last.ckpt`` under the logger's folder) and the shorthands ``--accelerator``, ``--devices``
-and ``--precision`` for their ``--trainer.*`` forms. User mistakes end in one ``error:`` line and
-exit status 2 (set ``BIGRU_DEBUG=1`` for the traceback).
+and ``--precision`` for their ``--trainer.*`` forms. Runs go to ``lightning_logs/version_N``, under
+``--trainer.default_root_dir`` when given (logs, checkpoints, ``config.yaml``, figures). User
+mistakes end in one ``error:`` line and exit status 2 (set ``BIGRU_DEBUG=1`` for the traceback).
 """
 
 from __future__ import annotations
@@ -125,9 +126,14 @@ class BiGRUCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse ``args`` (already taken from ``sys.argv`` by :func:`main`, hence no double-source warning)."""
+        """Parse ``args`` (already taken from ``sys.argv`` by :func:`main`, hence no double-source warning).
+
+        The default logger's folder follows ``--trainer.default_root_dir`` (see :func:`follow_default_root_dir`).
+        """
         self.config = parser.parse_args(args)
-        self.given_keys = user_given_keys(parser, args) if uses_recipe(self.config) else set()
+        needs_given = uses_recipe(self.config) or _default_root_dir(self.config) is not None
+        self.given_keys = user_given_keys(parser, args) if needs_given else set()
+        follow_default_root_dir(self.config, self.given_keys)
 
     def before_instantiate_classes(self) -> None:
         """Check the accelerator, resolve ``--ckpt_path last`` and point the logger at the resumed run."""
@@ -138,13 +144,13 @@ class BiGRUCLI(LightningCLI):
         if not ckpt_path:
             return
         logger_cfg = self.config.get("trainer", {}).get("logger")
-        save_dir, name = _logger_location(logger_cfg)
+        runs_dir = runs_folder(self.config)
         if ckpt_path == "last":
-            found = find_last_checkpoint(save_dir / name)
+            folder, pattern = last_checkpoint_pattern(self.config)
+            found = find_last_checkpoint(folder, pattern)
             if found is None:  # like Lightning's own ckpt_path="last": a preemptible job's first launch
-                _warn(
-                    f"--ckpt_path last: no checkpoint in {save_dir / name}/version_*/checkpoints yet; starting afresh"
-                )
+                where = Path(folder, pattern).parent
+                _warn(f"--ckpt_path last: no checkpoint in {where} yet; starting afresh")
                 self.config["ckpt_path"] = None
                 return
             path = found
@@ -154,7 +160,7 @@ class BiGRUCLI(LightningCLI):
             raise UserInputError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
         checkpoint = load_checkpoint(path)
         self.config["ckpt_path"] = str(path)
-        version = _version_of(path, save_dir / name)
+        version = _version_of(path, runs_dir) if runs_dir is not None else None
         if version is not None and _is_tensorboard(logger_cfg):
             logger_cfg.init_args.version = version
             # Drop the events a killed run logged after this checkpoint: the resumed run logs them again.
@@ -294,23 +300,65 @@ def check_checkpoint_fits(checkpoint: dict[str, Any], model: BiGRUClassifier, wh
         raise UserInputError(f"--ckpt_path {where}: made for another model: {detail}")
 
 
-def find_last_checkpoint(runs_dir: Path) -> Path | None:
-    """The most recently written ``version_*/checkpoints/last.ckpt`` under ``runs_dir``, or None if there is none."""
-    candidates = sorted(runs_dir.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+def find_last_checkpoint(folder: Path, pattern: str = "version_*/checkpoints/last.ckpt") -> Path | None:
+    """The most recently written file matching ``pattern`` under ``folder``, or None if there is none."""
+    candidates = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
     return candidates[-1] if candidates else None
+
+
+def follow_default_root_dir(config: Any, given: set[str]) -> None:
+    """Put the default logger's folder under ``--trainer.default_root_dir``, as Lightning's own default logger is.
+
+    The project's default logger is a TensorBoardLogger with ``save_dir="."``; when the user names a
+    ``default_root_dir`` and no ``save_dir`` of their own (``given``: the dotted keys they set), the
+    logger writes there instead, and with it the run's checkpoints, ``config.yaml`` and figures.
+    """
+    root = _default_root_dir(config)
+    logger_cfg = config.get("trainer", {}).get("logger")
+    if root is None or not _is_tensorboard(logger_cfg) or "trainer.logger.save_dir" in given:
+        return
+    if str(logger_cfg.init_args.get("save_dir")) == ".":
+        logger_cfg.init_args.save_dir = root
+
+
+def runs_folder(config: Any) -> Path | None:
+    """The folder of the run's ``version_N`` folders (``<save_dir>/<name>``), or None when there is no logger."""
+    trainer = config.get("trainer", {})
+    logger_cfg = trainer.get("logger")
+    root = Path(_default_root_dir(config) or ".")
+    if logger_cfg is False:
+        return None
+    if hasattr(logger_cfg, "init_args") and logger_cfg.init_args.get("save_dir") is not None:
+        init = logger_cfg.init_args
+        name = init.get("name")
+        return Path(str(init.save_dir)) / ("" if name is None else str(name))  # Lightning's loggers: None is ""
+    return root / "lightning_logs"  # Lightning's default logger (logger true or null)
+
+
+def last_checkpoint_pattern(config: Any) -> tuple[Path, str]:
+    """Where ``--ckpt_path last`` looks: a folder and the glob pattern of ``last.ckpt`` files under it.
+
+    ``--checkpoint.dirpath`` when given; otherwise every run of the logger's folder, or (no logger)
+    ``<default_root_dir>/checkpoints`` as Lightning places them.
+    """
+    dirpath = config.get("checkpoint", {}).get("dirpath")
+    if dirpath:
+        return Path(str(dirpath)), "last.ckpt"
+    runs_dir = runs_folder(config)
+    if runs_dir is None:
+        return Path(_default_root_dir(config) or "."), "checkpoints/last.ckpt"
+    return runs_dir, "version_*/checkpoints/last.ckpt"
+
+
+def _default_root_dir(config: Any) -> str | None:
+    root = config.get("trainer", {}).get("default_root_dir")
+    return None if root is None else str(root)
 
 
 @rank_zero_only
 def _warn(message: str) -> None:
     """One ``warning:`` line on stderr (rank 0 only)."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def _logger_location(logger_cfg: Any) -> tuple[Path, str]:
-    if _is_tensorboard(logger_cfg):
-        init = logger_cfg.init_args
-        return Path(str(init.get("save_dir") or ".")), str(init.get("name") or "lightning_logs")
-    return Path("."), "lightning_logs"
 
 
 def _is_tensorboard(logger_cfg: Any) -> bool:

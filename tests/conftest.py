@@ -35,3 +35,27 @@ def script_env() -> dict[str, str]:
     env.pop("BIGRU_DEBUG", None)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def hparams_entry(run_dir: Path) -> tuple[list[str], dict[str, object]]:
+    """(the HParams experiment's column names in order, the session's values) from a run's event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    columns: list[str] = []
+    values: dict[str, object] = {}
+    for events in run_dir.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        try:
+            content = accumulator.PluginTagToContent("hparams")
+        except KeyError:
+            continue
+        for tag, raw in content.items():
+            data = HParamsPluginData.FromString(raw)
+            if tag == "_hparams_/experiment":
+                columns = [info.name for info in data.experiment.hparam_infos]
+            elif tag == "_hparams_/session_start_info":
+                for name, value in data.session_start_info.hparams.items():
+                    values[name] = getattr(value, value.WhichOneof("kind"))
+    return columns, values

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import hparams_entry
 from lightning.pytorch.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from bigru_lightning.app import OptionParser, atomic_output, check_output, load_checkpoint, run_command
 from bigru_lightning.callbacks import KEY_SETTINGS, write_hparams_entry
@@ -182,34 +181,13 @@ def test_checkpoints_are_written_through_the_same_atomic_writer(tmp_path: Path) 
 # -- the TensorBoard HParams entry ---------------------------------------------------------------------------------
 
 
-def _hparams_entry(run_dir: Path) -> tuple[list[str], dict[str, object]]:
-    """(the experiment's column names in order, the session's values) from a run's event files."""
-    columns: list[str] = []
-    values: dict[str, object] = {}
-    for events in run_dir.glob("events.out.tfevents.*"):
-        accumulator = EventAccumulator(str(events))
-        accumulator.Reload()
-        try:
-            content = accumulator.PluginTagToContent("hparams")
-        except KeyError:
-            continue
-        for tag, raw in content.items():
-            data = HParamsPluginData.FromString(raw)
-            if tag == "_hparams_/experiment":
-                columns = [info.name for info in data.experiment.hparam_infos]
-            elif tag == "_hparams_/session_start_info":
-                for name, value in data.session_start_info.hparams.items():
-                    values[name] = getattr(value, value.WhichOneof("kind"))
-    return columns, values
-
-
 def test_hparams_entry_is_written_into_the_runs_own_event_file(tmp_path: Path) -> None:
     """The one non-public API used (SummaryWriter._get_file_writer): fails here if torch changes it."""
     logger = TensorBoardLogger(tmp_path, name="", version=0, default_hp_metric=False)
     logger.log_metrics({"test/acc": 0.5}, step=3)
     logger.finalize("success")  # Lightning closes the writer after fitting; the entry is written after that
     write_hparams_entry(logger, {"optimizer": "Adam", "lr": 0.01}, {"test/acc": 0.5})
-    columns, values = _hparams_entry(Path(logger.log_dir))
+    columns, values = hparams_entry(Path(logger.log_dir))
     assert columns == ["optimizer", "lr"]
     assert values == {"optimizer": "Adam", "lr": 0.01}
     assert [p.name for p in Path(logger.log_dir).iterdir() if p.is_dir()] == []  # no sub-run (add_hparams makes one)
@@ -229,7 +207,7 @@ def test_hparams_entry_of_a_run_carries_the_settings_actually_used(in_tmp: Path)
             "--trainer.enable_model_summary=false",
         ]
     )
-    columns, values = _hparams_entry(in_tmp / "lightning_logs/version_0")
+    columns, values = hparams_entry(in_tmp / "lightning_logs/version_0")
     assert columns[: len(KEY_SETTINGS)] == list(KEY_SETTINGS)
     assert values["optimizer"] == "SGD" and values["lr"] == pytest.approx(0.05)  # the initial lr, not the decayed one
     assert values["lr_scheduler"] == "StepLR"

@@ -15,6 +15,7 @@ from conftest import REPO, script_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bigru_lightning.cli import accelerators_here, expand_shorthands, main
+from bigru_lightning.figures.plot_command import main as plot_main
 
 EPOCH_LINE = re.compile(r"^Epoch \[(\d+)/(\d+)\], Train Loss: (\d+\.\d{4}), Validation Loss: (\d+\.\d{4})$")
 
@@ -154,6 +155,51 @@ def test_resume_from_last_continues_the_same_run(in_tmp: Path, capsys: pytest.Ca
     acc.Reload()
     steps = sorted(event.step for event in acc.Scalars("val/loss"))  # event files are read in name order
     assert steps == sorted(set(steps)) and len(steps) == 6  # continued, not restarted or duplicated
+
+
+def test_default_root_dir_holds_the_runs_and_ckpt_path_last_and_plot_follow_it(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--trainer.default_root_dir DIR`` moves logs, checkpoints, config and figures, as with Lightning's logger."""
+    root = ["--trainer.default_root_dir", "runs", "--data.samples_per_class", "20"]
+    main(["--trainer.max_epochs", "2", *root])
+    run = in_tmp / "runs/lightning_logs/version_0"
+    for written in ("checkpoints/last.ckpt", "config.yaml", "hparams.yaml", "confusion_matrix.json"):
+        assert (run / written).is_file(), written
+    assert not (in_tmp / "lightning_logs").exists()
+    capsys.readouterr()
+    main(["--trainer.max_epochs", "3", "--ckpt_path", "last", *root])  # resumes that run, in its folder
+    assert [line.split(",")[0] for line in _epoch_lines(capsys.readouterr().out)] == ["Epoch [3/3]"]
+    assert [p.name for p in (in_tmp / "runs/lightning_logs").iterdir()] == ["version_0"]
+    assert plot_main([str(run)])[0] == run / "loss.png"
+    with pytest.raises(SystemExit):  # plot.py given the root folder names the run to give it
+        plot_main(["runs"])
+    assert capsys.readouterr().err.strip().endswith("(give a run folder such as runs/lightning_logs/version_0)")
+    # No logger: checkpoints go to DIR/checkpoints (Lightning's place), and --ckpt_path last finds them there.
+    main(["--trainer.max_epochs", "1", "--trainer.logger", "false", *root])
+    assert (in_tmp / "runs/checkpoints/last.ckpt").is_file()
+    capsys.readouterr()
+    main(["--trainer.max_epochs", "2", "--trainer.logger", "false", "--ckpt_path", "last", *root])
+    assert [line.split(",")[0] for line in _epoch_lines(capsys.readouterr().out)] == ["Epoch [2/2]"]
+    assert not (in_tmp / "lightning_logs").exists()
+
+
+def test_ckpt_path_last_looks_in_checkpoint_dirpath(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--data.samples_per_class", "10", "--checkpoint.dirpath", "ckpts"]
+    main(["--trainer.max_epochs", "1", *args])
+    assert (in_tmp / "ckpts/last.ckpt").is_file()
+    capsys.readouterr()
+    main(["--trainer.max_epochs", "2", "--ckpt_path", "last", *args])
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    assert [line.split(",")[0] for line in _epoch_lines(captured.out)] == ["Epoch [2/2]"]
+
+
+def test_an_explicit_logger_save_dir_wins_over_default_root_dir(in_tmp: Path) -> None:
+    root = ["--trainer.default_root_dir=runs", "--trainer.logger.save_dir=logs"]
+    main(["--trainer.max_epochs=1", "--data.samples_per_class=10", *root])
+    assert (in_tmp / "logs/lightning_logs/version_0/checkpoints/last.ckpt").is_file()
+    assert not (in_tmp / "runs/lightning_logs").exists()
 
 
 # The full catalogue of bad inputs (exit status, message, untouched files) is tests/test_errors.py.

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import script_env
 
 from bigru_lightning.model import BiGRU
 from bigru_lightning.model.rocket import (
     GAIN,
+    MOMENT_COLUMNS,
     NUM_KERNELS,
     RandomKernelBranch,
+    _column_moments,
     dilations_and_counts,
     max_dilation_for,
 )
@@ -198,3 +203,53 @@ def test_memo_is_bounded_and_skips_inputs_with_gradients(monkeypatch: pytest.Mon
     assert branch._memo == {}  # an input with a gradient (e.g. attributions) is never memoised
     branch.bfloat16()(x.bfloat16())  # a type numpy cannot read: computed, not memoised
     assert branch._memo == {}
+
+
+_FIT_MEMORY_PROBE = """
+import resource
+import torch
+from bigru_lightning.model.rocket import RandomKernelBranch
+branch = RandomKernelBranch(3, 10_000, 6)
+x = torch.randn(2048, 50, 3)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+branch.fit(x)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def test_fit_holds_one_float32_copy_of_the_statistics_features() -> None:
+    """Fitting 10,000 features on 2,048 sequences peaks near their one float32 copy (80 MB), not 4x it.
+
+    Run in a fresh process so that its peak resident memory is the fit's own.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", _FIT_MEMORY_PROBE], capture_output=True, text=True, env=script_env(), check=True
+    )
+    growth_mb = float(done.stdout.strip().splitlines()[-1])
+    assert growth_mb < 240, f"the fit raised the peak by {growth_mb:.0f} MiB (features as float32: 79 MiB)"
+
+
+def test_column_moments_equal_the_whole_matrix_float64_moments() -> None:
+    """The blocked mean and std are bit-identical to float64 moments over the whole matrix (1 row too)."""
+    generator = torch.Generator().manual_seed(0)
+    for rows in (1, 2, 37, 300):
+        features = torch.randint(0, 51, (rows, 2 * MOMENT_COLUMNS + 7), generator=generator).float() / 50
+        mean, std = _column_moments(features)
+        whole = features.double()
+        assert torch.equal(mean, whole.mean(dim=0))
+        if rows > 1:
+            assert torch.equal(std, whole.std(dim=0, unbiased=False))
+        else:
+            assert torch.equal(std, torch.zeros(whole.shape[1], dtype=torch.float64))
+
+
+def test_memo_of_a_large_training_set_stays_small() -> None:
+    """An epoch over 4,000 sequences (160 MB of features) leaves at most 64 MiB memoised for the rest of the run."""
+    branch = RandomKernelBranch(1, 10_000, 6)
+    x = torch.randn(4000, 50, 1, generator=torch.Generator().manual_seed(0))
+    branch.fit(x[:64])
+    branch.train()
+    with torch.no_grad():
+        for start in range(0, len(x), 500):
+            branch(x[start : start + 500])
+    assert 0 < branch._memo_bytes <= 64 << 20

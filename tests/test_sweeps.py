@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import re
@@ -16,12 +17,13 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import REPO, script_env
+from conftest import REPO, hparams_entry, script_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bigru_lightning.cli import main as fit_main
 from bigru_lightning.sweeps import main as tune_main
 from bigru_lightning.sweeps import split_args
+from bigru_lightning.sweeps.report import describe_best, trials_table
 from bigru_lightning.sweeps.space import load_search_space, option_args
 
 TUNE = str(REPO / "scripts" / "tune.py")
@@ -233,3 +235,66 @@ def test_bad_input_is_one_error_line_and_writes_nothing(
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert re.search(message, lines[0]), lines[0]
     assert list(in_tmp.iterdir()) == []  # nothing written
+
+
+def test_every_option_type_is_searchable_and_readable_in_the_hparams_table(in_tmp: Path) -> None:
+    """Lists, null, nested class paths and booleans: each trial runs, and HParams shows them as text."""
+    space = _space(
+        in_tmp,
+        "model.conv_channels: {choices: [[4, 8, 4]]}\nmodel.class_weights: {choices: [null]}\n"
+        "model.bidirectional: {choices: [false]}\n"
+        "optimizer: {choices: [{class_path: torch.optim.SGD, init_args: {lr: 0.1}}]}\n"
+        "data.init_args.means: {choices: [[1.0, -1.0]]}\n",
+    )
+    study = tune_main(["--search_space", space, "--n_trials", "1", "--trainer.max_epochs=1", *SMALL_RUN[1:]])
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    run_dir = Path(trial.user_attrs["run_dir"])
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["conv_channels"] == [4, 8, 4] and config["model"]["bidirectional"] is False
+    assert config["optimizer"]["class_path"] == "torch.optim.SGD"
+    _, values = hparams_entry(run_dir)
+    assert values["trial.model.conv_channels"] == values["model.conv_channels"] == "[4, 8, 4]"
+    assert values["trial.model.class_weights"] == values["model.class_weights"] == "null"
+    assert values["trial.model.bidirectional"] == values["model.bidirectional"] == "false"
+    assert values["trial.optimizer"] == "torch.optim.SGD(lr=0.1)" and values["optimizer"] == "SGD"
+    assert values["trial.data.init_args.means"] == "[1.0, -1.0]"
+
+
+@pytest.mark.parametrize("space_file", sorted((REPO / "configs" / "search").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_search_spaces_run_a_two_trial_study(in_tmp: Path, space_file: Path) -> None:
+    """Each file of configs/search/ on tiny budgets (one epoch); seed 2 draws a list and a null conv_channels."""
+    sampler = ["--sampler", "RandomSampler", "--sampler.seed", "2", "--pruner", "NopPruner"]
+    tiny = ["--trainer.max_epochs=1", "--data.init_args.samples_per_class=10", "--data.init_args.seq_len=8"]
+    study = tune_main(["--search_space", str(space_file), "--n_trials", "2", *sampler, *tiny])
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for trial in study.trials:
+        searched = {key for key in hparams_entry(Path(trial.user_attrs["run_dir"]))[1] if key.startswith("trial.")}
+        assert searched == {"trial.number", *(f"trial.{option}" for option in yaml.safe_load(space_file.read_text()))}
+    if "model.conv_channels" in study.trials[0].params:
+        assert {t.params["model.conv_channels"] for t in study.trials} >= {"null"}
+        assert any(t.params["model.conv_channels"].startswith("[") for t in study.trials)
+
+
+def test_study_follows_default_root_dir(in_tmp: Path) -> None:
+    """Trials, the study's database and its results go under ``--trainer.default_root_dir``."""
+    space = _space(in_tmp, "model.hidden_size: {choices: [4]}\n")
+    run = ["--trainer.max_epochs=1", *SMALL_RUN[1:], "--trainer.default_root_dir", "runs"]
+    study = tune_main(["--search_space", space, "--n_trials", "1", *run])
+    assert study.trials[0].user_attrs["run_dir"] == "runs/lightning_logs/version_0"
+    for written in ("version_0/config.yaml", "optuna.db", "sweep/trials.csv"):
+        assert (in_tmp / "runs/lightning_logs" / written).is_file(), written
+    assert not (in_tmp / "lightning_logs").exists()
+
+
+def test_trials_table_and_best_trial_show_null_and_booleans_as_options_take_them(tmp_path: Path) -> None:
+    space = load_search_space(
+        _space(tmp_path, "data.batch_size: {choices: [null]}\nmodel.bidirectional: {choices: [true]}\n")
+    )
+    study = optuna.create_study()
+    trial = study.ask()
+    assert space.suggest(trial) == {"data.batch_size": None, "model.bidirectional": True}
+    study.tell(trial, 0.5)
+    rows = list(csv.DictReader(io.StringIO(trials_table(study.trials, "val/loss"))))
+    assert (rows[0]["data.batch_size"], rows[0]["model.bidirectional"]) == ("null", "true")
+    assert describe_best(study, "val/loss")[1:3] == ["  data.batch_size: null", "  model.bidirectional: true"]

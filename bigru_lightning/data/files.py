@@ -304,6 +304,7 @@ def _read_table(file: Path, where: str) -> SequenceFile:
     table = readers.read_long_table(file, where, layout)
     padded = readers.table_to_sequences(table, where, layout, parquet=readers.is_parquet(file))
     del table
+    readers.release_table_memory()
     labels = normalise_labels(padded.labels, where) if padded.labels is not None else None
     return SequenceFile(x=padded.x, lengths=padded.lengths, labels=labels, ids=padded.ids, path=file)
 

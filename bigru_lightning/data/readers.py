@@ -314,6 +314,16 @@ def iter_long_batches(file: Path, where: str, layout: Layout, columns: list[str]
         raise _diagnose_csv(file, where, layout, error) from error
 
 
+def release_table_memory() -> None:
+    """Hand the memory of freed Arrow tables back to the system.
+
+    pyarrow's allocator (mimalloc or jemalloc) keeps freed memory for reuse: after a whole-file read
+    it held about 140 MB of the 2,000,000-row table's buffers, on top of which training then
+    allocated its own (docs/performance.md, "Memory of a file run").
+    """
+    pa.default_memory_pool().release_unused()
+
+
 # -- table -> padded arrays ------------------------------------------------------------------------
 @dataclass
 class Padded:

@@ -72,6 +72,18 @@ def curve_figure(curves: dict[str, Curve], metric: str, title: str) -> Figure:
     return figure
 
 
+def run_folder_example(folder: Path) -> str:
+    """The newest run folder (``version_N``) in ``folder`` or one level below it, else a generic example.
+
+    So that ``plot.py DIR`` on a ``--trainer.default_root_dir`` (or a logger's folder) names the run to give.
+    """
+    runs = [*folder.glob("version_*"), *folder.glob("*/version_*")]
+    runs = [run for run in runs if run.is_dir()]
+    if not runs:
+        return "lightning_logs/version_0"
+    return str(max(runs, key=lambda run: run.stat().st_mtime))
+
+
 def write_plots(run_dir: Path, output: Path) -> list[Path]:
     """Write ``loss.png``, ``accuracy.png`` and (when the run was tested) ``confusion_matrix.png``."""
     if not run_dir.is_dir():
@@ -80,7 +92,7 @@ def write_plots(run_dir: Path, output: Path) -> list[Path]:
     if "train/loss" not in curves:
         raise UserInputError(
             f"RUN_DIR {run_dir}: no TensorBoard events with train/loss here "
-            "(give a run folder such as lightning_logs/version_0)"
+            f"(give a run folder such as {run_folder_example(run_dir)})"
         )
     if output.exists() and not output.is_dir():
         raise UserInputError(f"--output {output}: exists and is not a folder")

@@ -42,8 +42,13 @@ GOLDEN = (math.sqrt(5.0) + 1.0) / 2.0
 FIT_SEED = 20210101  # the kernels' feature subsets and the bias examples are drawn from this seed
 STATS_SEQUENCES = 2048  # training sequences (at most) whose features give the standardisation
 FIT_CHUNK = 64  # sequences per forward while fitting
+MOMENT_COLUMNS = 512  # feature columns per float64 block when taking the features' mean and std
 GAIN = 3.0  # standardised features x GAIN / sqrt(features): a head start over the GRU's summary (docs/models.md)
-MEMO_BYTES = 512 << 20  # memoised training features (and their keys) at most, per branch
+# Memoised training features (and their keys) at most, per branch: 1,600 sequences of 10,080 features,
+# more than the small sets where the memo pays (OSULeaf: 200). It stays in memory for the whole run, so
+# it is kept small: at 512 MiB a run on 32,000 training sequences peaked at 1.40 GB instead of 0.84 GB
+# (docs/performance.md, "Memory of a file run"). Bigger sets recompute the features that do not fit.
+MEMO_BYTES = 64 << 20
 
 
 def dilations_and_counts(num_features: int, max_dilation: int) -> list[tuple[int, int]]:
@@ -262,18 +267,36 @@ class RandomKernelBranch(nn.Module):
                 values = torch.quantile(output.double(), quantiles[kernel].to(device))
                 block.biases[kernel] = values.to(block.biases.dtype)
         chosen = torch.randperm(count, generator=generator)[:STATS_SEQUENCES].sort().values
-        features = []
+        # Filled in place, not a list of chunks concatenated: one copy of the (2048, ~10,000) features.
+        features = torch.empty(len(chosen), self.output_size, device=device)
         for start in range(0, len(chosen), FIT_CHUNK):
             index = chosen[start : start + FIT_CHUNK]
             steps = int(lengths[index].max())
             batch = rows(index, steps)
-            features.append(self.proportions(batch, lengths[index].to(device)))
-        stacked = torch.cat(features).double()
-        self.feature_mean.copy_(stacked.mean(dim=0).float())
-        std = stacked.std(dim=0, unbiased=False) if len(stacked) > 1 else torch.zeros_like(stacked[0])
+            features[start : start + len(index)] = self.proportions(batch, lengths[index].to(device))
+        mean, std = _column_moments(features)
+        self.feature_mean.copy_(mean.float())
         scale = torch.where(std > 1e-6, 1.0 / std.clamp(min=1e-6), torch.ones_like(std)) * self._gain()
         self.feature_scale.copy_(scale.float())
         self.fitted.fill_(True)
+
+
+def _column_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (biased) standard deviation of each column of ``features`` (rows, columns), in float64.
+
+    Computed :data:`MOMENT_COLUMNS` columns at a time, so the float64 copy is a slice, never the whole
+    matrix (160 MB at 2,048 sequences x 10,000 features); each column's reduction is the same as over
+    the whole matrix, so the values are too.
+    """
+    rows, columns = features.shape
+    mean = torch.empty(columns, dtype=torch.float64, device=features.device)
+    std = torch.zeros(columns, dtype=torch.float64, device=features.device)
+    for start in range(0, columns, MOMENT_COLUMNS):
+        block = features[:, start : start + MOMENT_COLUMNS].double()
+        mean[start : start + MOMENT_COLUMNS] = block.mean(dim=0)
+        if rows > 1:
+            std[start : start + MOMENT_COLUMNS] = block.std(dim=0, unbiased=False)
+    return mean, std
 
 
 def _memoisable(x: torch.Tensor) -> bool:

@@ -13,6 +13,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from bigru_lightning.callbacks import hparam_value
+
 TABLE_FILE = "trials.csv"
 HISTORY_FILE = "optimization_history.png"
 IMPORTANCE_FILE = "param_importances.png"
@@ -41,7 +43,7 @@ def trials_table(trials: list[FrozenTrial], metric: str) -> str:
         seconds = trial.duration.total_seconds() if trial.duration is not None else ""
         value = trial.value if trial.value is not None else trial.user_attrs.get("best_value", "")
         row: list[Any] = [trial.number, trial.state.name, value, seconds]
-        row += [trial.params.get(name, "") for name in options]
+        row += [hparam_value(trial.params[name]) if name in trial.params else "" for name in options]
         writer.writerow([*row, trial.user_attrs.get("run_dir", "")])
     return stream.getvalue()
 
@@ -54,7 +56,7 @@ def describe_best(study: optuna.Study, metric: str) -> list[str]:
     best = study.best_trial
     run_dir = best.user_attrs.get("run_dir", "?")
     lines = [f"Best trial {best.number}: {metric} {best.value:.4f} ({len(complete)} complete)"]
-    lines += [f"  {name}: {value}" for name, value in best.params.items()]
+    lines += [f"  {name}: {hparam_value(value)}" for name, value in best.params.items()]
     lines.append(f"Reproduce it: python scripts/fit.py --config {Path(run_dir) / 'config.yaml'}")
     return lines
 
