@@ -14,6 +14,7 @@ stratified (``random_state=42``) and writes the two parts as ``.npz`` files that
     python benchmarks/ucr.py                                   # the development sets and examples
     python benchmarks/ucr.py --datasets UnitTest GunPoint      # any set aeon loads by name
     python benchmarks/ucr.py --rounds 3 --fit_args --trainer.max_epochs 50
+    python benchmarks/ucr.py --rounds 5 --baseline ../old   # another checkout, interleaved: time ratios
 
 With ``--rounds N`` each set is run N times, the two contestants interleaved; the row quotes the
 median accuracy and time (and the range when N > 1).
@@ -130,16 +131,19 @@ def describe(name: str, train_file: Path, test_file: Path) -> Problem:
     )
 
 
-def run_project(problem: Problem, scratch: Path, fit_args: list[str], round_index: int = 0) -> tuple[float, float]:
+def run_project(
+    problem: Problem, scratch: Path, fit_args: list[str], round_index: int = 0, root: Path = ROOT
+) -> tuple[float, float]:
     """Run ``scripts/fit.py`` with the two file paths (plus ``fit_args``); return (accuracy %, seconds).
 
     Round 0 runs the defaults as they are (seed 42); round ``k`` adds ``--seed_everything 42+k``, so
     that rounds show the spread over seeds, as MiniRocket's rounds do over its ``random_state``.
+    ``root``: the checkout whose ``scripts/fit.py`` and package run (another commit's, for ``--baseline``).
     """
     seed = [] if round_index == 0 else ["--seed_everything", str(42 + round_index)]
     command = [
         sys.executable,
-        str(ROOT / "scripts" / "fit.py"),
+        str(root / "scripts" / "fit.py"),
         "--data",
         "FileDataModule",
         "--data.train_file",
@@ -150,7 +154,7 @@ def run_project(problem: Problem, scratch: Path, fit_args: list[str], round_inde
         *fit_args,
     ]
     workdir = Path(tempfile.mkdtemp(dir=scratch, prefix="run-"))
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(root)}
     start = time.perf_counter()
     done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
@@ -211,31 +215,48 @@ def summary(values: list[float], digits: int) -> str:
 
 
 def main() -> None:
-    """Run both contestants on every requested set and print the markdown table."""
+    """Run the contestants on every requested set and print the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="*", default=list(DEV_SETS), help="UCR/UEA names aeon ships or loads")
     parser.add_argument("--examples", nargs="*", default=list(EXAMPLES), help="files in examples/data")
     parser.add_argument("--rounds", type=int, default=1, help="runs per set, the contestants interleaved")
     parser.add_argument("--skip_minirocket", action="store_true", help="run this project only")
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout of this project (e.g. a git worktree of an older commit): run it too, "
+        "interleaved with this one, and add its accuracy, time and the time ratio (this / baseline)",
+    )
+    parser.add_argument(
         "--fit_args", nargs=argparse.REMAINDER, default=[], help="extra options for fit.py (default: none)"
     )
     args = parser.parse_args()
+    baseline = args.baseline.resolve() if args.baseline is not None else None
+    if baseline is not None and not (baseline / "scripts" / "fit.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no scripts/fit.py there")
     with tempfile.TemporaryDirectory(prefix="ucr-bench-") as folder:
         scratch = Path(folder)
         problems = [ucr_problem(name, scratch) for name in args.datasets]
         problems += [example_problem(name, scratch) for name in args.examples]
         print(f"command: python benchmarks/ucr.py {' '.join(sys.argv[1:])}".rstrip())
+        if baseline is not None:
+            print(f"baseline: {baseline} ({git_description(baseline)}); this checkout: {git_description(ROOT)}")
         print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
         print()
-        print(
-            "| set | train / test | length | features | classes | this project: acc % | time s "
-            "| MiniRocket: acc % | time s |"
-        )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        header = "| set | train / test | length | features | classes | this project: acc % | time s "
+        header += "| MiniRocket: acc % | time s |"
+        rule = "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        if baseline is not None:
+            header += " baseline: acc % | time s | time ratio |"
+            rule += " --- | --- | --- |"
+        print(header)
+        print(rule)
+        set_times: dict[str, list[float]] = {"ours": [], "base": []}
         for problem in problems:
             ours: dict[str, list[float]] = {"acc": [], "time": []}
             peer: dict[str, list[float]] = {"acc": [], "time": []}
+            base: dict[str, list[float]] = {"acc": [], "time": []}
             for round_index in range(args.rounds):
                 accuracy, seconds = run_project(problem, scratch, args.fit_args, round_index)
                 ours["acc"].append(accuracy)
@@ -247,15 +268,39 @@ def main() -> None:
                     peer["acc"].append(accuracy)
                     peer["time"].append(seconds)
                     progress += f", MiniRocket {accuracy:.2f}% {seconds:.1f} s"
+                if baseline is not None:
+                    accuracy, seconds = run_project(problem, scratch, args.fit_args, round_index, root=baseline)
+                    base["acc"].append(accuracy)
+                    base["time"].append(seconds)
+                    progress += f", baseline {accuracy:.2f}% {seconds:.1f} s"
                 print(progress, file=sys.stderr, flush=True)  # each round as it ends; the table is on stdout
             peer_cells = f"{summary(peer['acc'], 2)} | {summary(peer['time'], 1)}" if peer["acc"] else "- | -"
-            print(
+            row = (
                 f"| {problem.name} | {problem.train_size} / {problem.test_size} | {problem.length} "
                 f"| {problem.features} | {problem.classes} | {summary(ours['acc'], 2)} "
-                f"| {summary(ours['time'], 1)} | {peer_cells} |",
-                flush=True,
+                f"| {summary(ours['time'], 1)} | {peer_cells} |"
+            )
+            if baseline is not None:
+                per_round = [new / old for new, old in zip(ours["time"], base["time"], strict=True)]
+                set_times["ours"].append(statistics.median(ours["time"]))
+                set_times["base"].append(statistics.median(base["time"]))
+                row += f" {summary(base['acc'], 2)} | {summary(base['time'], 1)} | {summary(per_round, 3)} |"
+            print(row, flush=True)
+        if set_times["base"]:
+            ours_median, base_median = (statistics.median(set_times[key]) for key in ("ours", "base"))
+            print(
+                f"\nmedian over the sets of the median time: this {ours_median:.1f} s, baseline {base_median:.1f} s, "
+                f"ratio {ours_median / base_median:.3f}; slowest set: this {max(set_times['ours']):.1f} s"
             )
         print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+
+
+def git_description(root: Path) -> str:
+    """``git describe --always --dirty`` of ``root``, or ``unknown`` outside git."""
+    done = subprocess.run(
+        ["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":
