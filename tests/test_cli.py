@@ -151,10 +151,25 @@ def test_resume_from_last_continues_the_same_run(in_tmp: Path, capsys: pytest.Ca
     # same numbers as the uninterrupted run, once the epoch counter's denominator is aligned
     assert [line.split("]", 1)[1] for line in first + resumed] == [line.split("]", 1)[1] for line in uninterrupted]
     assert sorted(p.name for p in (in_tmp / "lightning_logs").iterdir()) == ["version_0", "version_1"]
-    acc = EventAccumulator(str(in_tmp / "lightning_logs/version_1"))
+    acc = EventAccumulator(str(_events_in_write_order(in_tmp / "lightning_logs/version_1", in_tmp / "ordered")))
     acc.Reload()
-    steps = sorted(event.step for event in acc.Scalars("val/loss"))  # event files are read in name order
+    steps = sorted(event.step for event in acc.Scalars("val/loss"))
     assert steps == sorted(set(steps)) and len(steps) == 6  # continued, not restarted or duplicated
+
+
+def _events_in_write_order(run_dir: Path, copy_dir: Path) -> Path:
+    """A copy of ``run_dir``'s event files whose names sort in the order they were written.
+
+    TensorBoard reads a run's event files in name order (``...tfevents.<second>.<host>.<pid>.<n>``) and
+    applies a resumed writer's purge to the files read before it. Files that one process opened within
+    the same second sort wrongly once ``n`` reaches 10 (``.10`` before ``.9``), as they do when the whole
+    of this file runs in one process; the copy pads ``n`` with zeros.
+    """
+    copy_dir.mkdir()
+    for event_file in run_dir.glob("events.out.tfevents.*"):
+        stem, _, number = event_file.name.rpartition(".")
+        (copy_dir / f"{stem}.{int(number):06d}").write_bytes(event_file.read_bytes())
+    return copy_dir
 
 
 def test_default_root_dir_holds_the_runs_and_ckpt_path_last_and_plot_follow_it(

@@ -156,7 +156,7 @@ def _wait_for(condition: object, seconds: float) -> None:
     while time.monotonic() < deadline:
         if condition():  # type: ignore[operator]
             return
-        time.sleep(0.2)
+        time.sleep(0.02)
     raise AssertionError("timed out")
 
 
@@ -164,11 +164,11 @@ def test_a_killed_study_continues_with_the_same_command(in_tmp: Path, capsys: py
     space = _space(in_tmp, "optimizer.lr: {low: 1.0e-3, high: 1.0e-1, log: true}\n")
     storage = f"sqlite:///{in_tmp / 'study.db'}"
     args = ["--search_space", space, "--storage", storage, "--n_trials", "3", "--pruner", "NopPruner"]
-    args += ["--heartbeat", "1", "--trainer.max_epochs=40", "--data.init_args.samples_per_class=30"]
+    args += ["--heartbeat", "1", "--trainer.max_epochs=80", "--data.init_args.samples_per_class=30"]
     process = subprocess.Popen([sys.executable, TUNE, *args], cwd=in_tmp, env=script_env(), stdout=subprocess.DEVNULL)
-    try:  # kill it (SIGKILL: no clean-up at all) during its second trial
+    try:  # kill it (SIGKILL: no clean-up at all) during its second trial, as soon as that trial's run has begun
+        # (a fixed wait after that raced the trial's short epochs: on a quiet machine they end within 0.5 s)
         _wait_for(lambda: (in_tmp / "lightning_logs/version_1/config.yaml").exists(), 240)
-        time.sleep(0.5)
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
