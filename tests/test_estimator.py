@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from bigru_lightning import SequenceClassifier
 from bigru_lightning.cli import expand_shorthands, make_cli
 from bigru_lightning.data import memory
 from bigru_lightning.estimator import classifier as classifier_module
-from bigru_lightning.estimator.inputs import encode_labels
+from bigru_lightning.estimator.inputs import as_sequences, encode_labels
 from bigru_lightning.estimator.options import (
     MANAGED_TRAINER_OPTIONS,
     MODEL_OPTIONS,
@@ -168,6 +169,16 @@ def test_bad_input_is_a_one_line_value_error_before_training(case: str, monkeypa
         estimator.fit(x, y)
     assert expected in str(raised.value) and "\n" not in str(raised.value) and not trained
     assert not memory._HELD  # the arrays are let go, whatever happens
+
+
+def test_an_array_in_aeons_channels_first_layout_is_pointed_out() -> None:
+    x, _ = _waves(12, features=2)  # (sequences, steps, features)
+    channels_first = x.transpose(0, 2, 1)  # aeon's and sktime's (cases, channels, steps)
+    with pytest.warns(UserWarning, match=r"2 steps of 16 features each.*X\.transpose\(0, 2, 1\)"):
+        as_sequences(channels_first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert as_sequences(x).x.shape == x.shape  # more steps than features: nothing to point out
 
 
 def test_features_differing_at_predict_time(fitted: tuple[SequenceClassifier, np.ndarray, np.ndarray]) -> None:

@@ -11,6 +11,7 @@ raised before any training starts.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,13 @@ def _from_array(X: Any, name: str) -> np.ndarray:
     x = checked[:, :, None] if checked.ndim == 2 else checked
     if x.shape[1] == 0 or x.shape[2] == 0:
         raise ValueError(f"{name} has shape {x.shape}; need at least one step of one feature")
+    if checked.ndim == 3 and x.shape[1] < x.shape[2]:
+        warnings.warn(
+            f"{name} has shape {x.shape}: {x.shape[1]} steps of {x.shape[2]} features each. If it is aeon's or "
+            f"sktime's layout (cases, channels, steps), pass {name}.transpose(0, 2, 1)",
+            UserWarning,
+            stacklevel=3,
+        )
     return np.ascontiguousarray(x)
 
 
