@@ -31,13 +31,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bigru_lightning.data.labels import EncodedLabels as EncodedLabels
-from bigru_lightning.data.labels import label_classes as label_classes
-from bigru_lightning.data.labels import normalise_labels as normalise_labels
-from bigru_lightning.data.labels import smallest_index_type as smallest_index_type
-from bigru_lightning.data.readers import CSV_ID as CSV_ID
+from bigru_lightning.data.labels import EncodedLabels, normalise_labels, smallest_index_type
 from bigru_lightning.data.readers import CSV_LABEL, estimated_rows
-from bigru_lightning.data.readers import CSV_TIME as CSV_TIME
 from bigru_lightning.data.sequences import SequenceFile as SequenceFile
 from bigru_lightning.errors import UserInputError
 

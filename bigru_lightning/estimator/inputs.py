@@ -20,7 +20,8 @@ from scipy import sparse
 from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.multiclass import check_classification_targets
 
-from bigru_lightning.data.files import EncodedLabels, SequenceFile, label_classes, normalise_labels, smallest_index_type
+from bigru_lightning.data.labels import EncodedLabels, label_classes, normalise_labels, smallest_index_type
+from bigru_lightning.data.sequences import SequenceFile
 
 SHAPES = "a 3-D array (sequences, steps, features), a 2-D array (sequences, steps) or a list of 2-D arrays"
 
