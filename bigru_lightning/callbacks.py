@@ -56,11 +56,12 @@ KEY_SETTINGS = (
 HParam = int | float | str | bool
 
 
-def run_settings(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any | None) -> dict[str, HParam]:
+def run_settings(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any | None) -> dict[str, Any]:
     """The run's settings as actually used: optimizer, lr, scheduler, epochs, batch size, model and data.
 
     Read from the trainer (not the command line), so defaults and data-adaptive choices appear as
-    used. Keys of :data:`KEY_SETTINGS` come first, then the other ``model.*`` and ``data.*`` values.
+    used. Keys of :data:`KEY_SETTINGS` come first, then the other ``model.*`` and ``data.*`` values,
+    as they are (:func:`write_hparams_entry` makes them readable).
     """
     optimizer = trainer.optimizers[0] if trainer.optimizers else None
     schedulers = [type(config.scheduler).__name__ for config in trainer.lr_scheduler_configs]
@@ -78,7 +79,7 @@ def run_settings(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any
         settings.update({f"data.{key}": value for key, value in data_hparams.items()})
     ordered = {key: settings[key] for key in KEY_SETTINGS if key in settings}
     ordered.update(sorted((key, value) for key, value in settings.items() if key not in ordered))
-    return {key: hparam_value(value) for key, value in ordered.items()}
+    return ordered
 
 
 def hparam_value(value: Any) -> HParam:
