@@ -14,10 +14,13 @@ from conftest import REPO, script_env
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from bigru_lightning.model import POOLINGS, BiGRU
+from bigru_lightning.model import POOLINGS, BiGRU, recurrent
 from bigru_lightning.model.conv import ConvBranch
 from bigru_lightning.model.downsample import TimeDownsample
+from bigru_lightning.model.gru_scan import GRUScan, scan_applies
 from bigru_lightning.model.pooling import POOLING_CLASSES
+from bigru_lightning.model.recurrent import StackedGRU
+from bigru_lightning.model.steps import valid_steps
 
 # Every option alone and in combination (small sizes: the property does not depend on them).
 OPTIONS: list[dict[str, Any]] = [
@@ -364,3 +367,74 @@ def test_fit_script_refuses_a_bad_option_as_a_process(tmp_path: Path) -> None:
     last = result.stderr.strip().splitlines()[-1]  # after Lightning's "Seed set to 42"
     assert last == "error: --model.conv_kernels: must give one kernel per entry of conv_channels (3), got [8, 5]"
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def _stacked_gru_pass(
+    model: StackedGRU, x: torch.Tensor, lengths: torch.Tensor | None, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Outputs (valid steps only), final states and the gradients of every parameter and of ``x``."""
+    valid = torch.ones(x.shape[:2], dtype=torch.bool) if lengths is None else valid_steps(lengths, x.shape[1])
+    outputs = model(x, lengths) * valid.unsqueeze(2)
+    finals = model.final_states(x)
+    loss = (outputs * weights).sum() + finals.square().sum()
+    return outputs.detach(), finals.detach(), list(torch.autograd.grad(loss, [x, *model.parameters()]))
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("variable", [False, True])
+def test_cpu_training_scan_computes_what_nn_gru_computes(
+    num_layers: int, bidirectional: bool, variable: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hand-differentiated scan: the same outputs, final states and gradients as nn.GRU (float64)."""
+    torch.manual_seed(3)
+    model = StackedGRU(3, 7, num_layers, bidirectional, 0.0).double()
+    x = torch.randn(5, 11, 3, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([11, 3, 7, 1, 11]) if variable else None
+    weights = torch.randn(5, 11, model.output_size, dtype=torch.float64)
+    calls: list[int] = []
+    original = GRUScan.apply
+    monkeypatch.setattr(GRUScan, "apply", lambda *args: calls.append(1) or original(*args))
+    scanned = _stacked_gru_pass(model, x, lengths, weights)
+    assert len(calls) == 2 * num_layers  # forward and final_states, every layer through the scan
+    monkeypatch.setattr(recurrent, "scan_applies", lambda *_: False)
+    native = _stacked_gru_pass(model, x, lengths, weights)
+    assert len(calls) == 2 * num_layers  # ... and nn.GRU alone here
+    torch.testing.assert_close(scanned[0], native[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(scanned[1], native[1], rtol=0, atol=1e-12)
+    for ours, theirs in zip(scanned[2], native[2], strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-11)
+
+
+def test_scan_is_for_cpu_training_only() -> None:
+    """No gradient, frozen weights, autocast or tracing: nn.GRU runs (inference and export are unchanged)."""
+    gru = nn.GRU(2, 4, batch_first=True)
+    x = torch.randn(3, 5, 2)
+    assert scan_applies(x, gru.weight_hh_l0)
+    with torch.no_grad():
+        assert not scan_applies(x, gru.weight_hh_l0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not scan_applies(x, gru.weight_hh_l0)
+    assert not scan_applies(x.half(), gru.weight_hh_l0)
+    gru.requires_grad_(False)
+    assert not scan_applies(x, gru.weight_hh_l0)
+
+
+def test_recipe_network_trains_the_same_through_the_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recipe's network (FCN, random kernels, stride) in float32: logits and gradients as with nn.GRU."""
+    net = _net(conv_channels=[4, 6], conv_kernels=[4, 3], downsample=2, rocket_features=168, rocket_max_dilation=2)
+    x, _, lengths = _padded_batch(0.0)
+    target = torch.tensor([0, 1, 2, 1, 0, 2])
+    results = []
+    for scan in (True, False):
+        if not scan:
+            monkeypatch.setattr(recurrent, "scan_applies", lambda *_: False)
+        for batch_lengths in (None, lengths):
+            net.zero_grad()
+            logits = net(x, batch_lengths)
+            nn.functional.cross_entropy(logits, target).backward()
+            results.append((logits.detach(), [p.grad.clone() for p in net.parameters() if p.grad is not None]))
+    for ours, theirs in zip(results[:2], results[2:], strict=True):
+        torch.testing.assert_close(ours[0], theirs[0], rtol=1e-5, atol=1e-6)
+        for mine, reference in zip(ours[1], theirs[1], strict=True):
+            torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-6)

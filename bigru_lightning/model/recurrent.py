@@ -10,7 +10,9 @@ Each direction of each layer is its own one-layer unidirectional ``nn.GRU``:
 
 This computes exactly what ``nn.GRU(bidirectional=True)`` on a ``pack_padded_sequence`` computes, with
 ordinary tensor operations only, so the same module trains and exports (ONNX, TorchScript); on CPU its
-backward pass is also faster than the packed one (see ``docs/models.md``).
+backward pass is also faster than the packed one (see ``docs/models.md``). Training on the CPU runs
+a layer's directions together through :mod:`~bigru_lightning.model.gru_scan` (the same recurrence with
+a hand-written backward, several times cheaper there); elsewhere each ``nn.GRU`` runs itself.
 
 Outputs at padded steps are undefined (they may depend on the padding); the blocks after the GRU read
 valid steps only.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bigru_lightning.model.gru_scan import gru_weights, layer_final_states, layer_outputs, scan_applies
 from bigru_lightning.model.steps import gather_steps, reversal_index
 
 
@@ -46,6 +49,8 @@ class GRULayer(nn.Module):
             reverse_index: :func:`~bigru_lightning.model.steps.reversal_index` of the lengths, or None
                 when every sequence fills all steps.
         """
+        if not torch.jit.is_scripting() and scan_applies(x, self._recurrent_weight()):
+            return layer_outputs(x, self._weights(), reverse_index)
         forward_out, _ = self.forward_gru(x)
         if self.backward_gru is None:
             return forward_out
@@ -65,11 +70,25 @@ class GRULayer(nn.Module):
         from the GRUs' ``h_n`` instead. Training is faster this way: no gradient flows into the
         per-step outputs, so autograd skips them (measured in ``docs/profiling.md``).
         """
+        if not torch.jit.is_scripting() and scan_applies(x, self._recurrent_weight()):
+            return layer_final_states(x, self._weights())
         _, forward_state = self.forward_gru(x)
         if self.backward_gru is None:
             return forward_state[0]
         _, backward_state = self.backward_gru(x.flip(1))
         return torch.cat([forward_state[0], backward_state[0]], dim=1)
+
+    def _recurrent_weight(self) -> torch.Tensor:
+        """The forward GRU's ``weight_hh_l0`` (whether it trains decides the scan)."""
+        # TorchScript compiles this (no typing.cast; its ignore comments end the line).
+        return self.forward_gru.weight_hh_l0  # type: ignore[return-value]
+
+    def _weights(self) -> list[torch.Tensor]:
+        """Both directions' weights for the scan (CPU training; see :mod:`~bigru_lightning.model.gru_scan`)."""
+        weights = gru_weights(self.forward_gru)
+        if self.backward_gru is not None:
+            weights += gru_weights(self.backward_gru)
+        return weights
 
 
 class StackedGRU(nn.Module):
