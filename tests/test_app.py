@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import hparams_entry
+from conftest import hparams_entry, script_env
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from bigru_lightning.app import OptionParser, atomic_output, check_output, load_checkpoint, run_command
@@ -214,3 +216,15 @@ def test_hparams_entry_of_a_run_carries_the_settings_actually_used(in_tmp: Path)
     assert values["max_epochs"] == 2 and values["batch_size"] == 8
     assert values["model.hidden_size"] == 4 and values["data"] == "GaussianDataModule"
     assert "data.samples_per_class" in values
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_unless_the_user_says_otherwise(given: str | None, expected: str) -> None:
+    """Importing the package before torch makes OpenMP's threads sleep between regions; a user's choice stays."""
+    env = script_env()
+    env.pop("OMP_WAIT_POLICY", None)
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import bigru_lightning, os; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected
