@@ -6,8 +6,9 @@ __version__ = "0.1.0"
 
 # torch's OpenMP threads sleep, rather than spin, between parallel regions (unless the user chose
 # otherwise). Spinning threads slowed CPU training up to 15-fold whenever another process held a core
-# (a shared machine, CI, a second run); on a quiet machine it makes no difference (docs/performance.md,
-# "OpenMP threads on a shared machine"). It takes effect when torch is imported after this package.
+# (a shared machine, CI, a second run); on a quiet machine sleeping cost up to 8% on large batches
+# (docs/performance.md, "CPU threads on small machines"). It takes effect when torch is imported after
+# this package.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
