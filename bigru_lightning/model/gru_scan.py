@@ -11,8 +11,8 @@ It computes what ``nn.GRU`` computes (gates ``r, z, n`` in torch's order, ``n = 
 r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``), to rounding: ``tests/test_model.py`` checks the
 outputs and every gradient against ``nn.GRU``. The GRU modules keep their parameters (names,
 initialisation, checkpoints, export); this is only another way to run them, used where it pays:
-training on the CPU (:func:`scan_applies`). Measured in ``docs/performance.md`` ("The GRU's backward
-pass on the CPU").
+training on the CPU (:func:`scan_applies`). Measured with ``benchmarks/gru_scan_speed.py``
+(``docs/benchmarks.md``, "The GRU on the CPU": a training step 0.53-0.63 of its time with ``nn.GRU``).
 """
 
 # No ``from __future__ import annotations`` here: TorchScript reads the signatures of the
