@@ -151,7 +151,7 @@ class GRUScan(torch.autograd.Function):
             torch.bmm(state_rows[t], w_hh, out=rec_all[t])
             torch.add(in_rz[t], rec_rz[t], out=gate_rz[t]).sigmoid_()
             n = torch.addcmul(in_n[t], gate_r[t], rec_n[t], out=gate_n[t]).tanh_()
-            torch.addcmul(n, gate_z[t], state_h[t] - n, out=state_h[t + 1])
+            torch.lerp(n, state_h[t], gate_z[t], out=state_h[t + 1])  # n + z * (h - n)
         ctx.save_for_backward(w_hh, states, gates, recurrent)
         return states[1:, ..., :hidden]
 
@@ -170,19 +170,19 @@ class GRUScan(torch.autograd.Function):
         keep = z.contiguous().unbind(0)
         grad_recurrent = torch.empty_like(per_state)  # d loss / d (W_hh h + b_hh), each step
         grad_recurrent_steps = grad_recurrent.unbind(0)
-        grad_state_all = per_state.new_empty(time, directions, batch, hidden)
+        # grad_state[t] = incoming[t] + z[t+1] * grad_state[t+1] + grad_recurrent[t+1] @ W_hh (none after the last).
+        grad_state_all = grad_states.clone(memory_format=torch.contiguous_format)
         grad_state_steps = grad_state_all.unbind(0)
-        carry = per_state.new_zeros(directions, batch, hidden)
         w_back = w_hh[:, :hidden].transpose(1, 2).contiguous()  # (D, 3H, H)
-        incoming = grad_states.contiguous().unbind(0)
         for t in range(time - 1, -1, -1):
-            grad_state = torch.add(incoming[t], carry, out=grad_state_steps[t])
+            grad_state = grad_state_steps[t]
             torch.mul(
                 per_state_steps[t],
                 grad_state.unsqueeze(2),
                 out=grad_recurrent_steps[t].view(directions, batch, 3, hidden),
             )
-            carry = torch.baddbmm(grad_state * keep[t], grad_recurrent_steps[t], w_back)
+            if t > 0:
+                grad_state_steps[t - 1].addcmul_(keep[t], grad_state).baddbmm_(grad_recurrent_steps[t], w_back)
         # The input projection's gradient: r and z as the recurrent one; n before the r product.
         grad_gi = torch.cat([grad_recurrent[..., : 2 * hidden], grad_state_all * to_n], dim=3)
         grad_w = torch.bmm(
