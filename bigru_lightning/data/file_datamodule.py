@@ -7,7 +7,6 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from bigru_lightning.data.base import SequenceDataModule, SequenceSplit
 from bigru_lightning.data.files import SequenceFile, read_sequences
@@ -126,6 +125,8 @@ class FileDataModule(SequenceDataModule):
         for name, fraction, given in (("test", test_fraction, self.test_file), ("val", val_fraction, self.val_file)):
             if given is not None or fraction == 0:
                 continue
+            from sklearn.model_selection import train_test_split  # here: a third of a second; most runs split nothing
+
             size = math.ceil(total * fraction)
             try:
                 rest, held[name] = train_test_split(rest, test_size=size, random_state=self.seed, stratify=y[rest])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from bigru_lightning.data.base import SequenceDataModule, SequenceSplit
 from bigru_lightning.data.gaussian import GaussianTask
@@ -77,6 +76,8 @@ class GaussianDataModule(SequenceDataModule):
 
     def make_splits(self) -> tuple[SequenceSplit, SequenceSplit, SequenceSplit]:
         """Draw train + val, split them stratified, and draw the independent test set."""
+        from sklearn.model_selection import train_test_split  # here: file runs import this module but split nothing
+
         pool_seq, test_seq = np.random.SeedSequence(self.seed).spawn(2)
         pool_counts = self.task.class_counts(self.samples_per_class * self.num_classes)
         x, y = self.task.sample(pool_counts, self.seq_len, np.random.default_rng(pool_seq))
