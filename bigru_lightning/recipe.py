@@ -48,7 +48,8 @@ LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-2
 WARMUP_SHARE = 0.1
 GRADIENT_CLIP = 1.0
-CHECKPOINTS = 50  # checkpoints written per run at most (each is an fsync'd file write)
+CHECKPOINTS = 50  # checkpoints written per run at most with a validation split (the best is tested) ...
+CHECKPOINTS_UNVALIDATED = 10  # ... and without one (the last is tested; each is an fsync'd write of ~10 ms)
 REFIT_MAX_SEQUENCES = 500  # up to this many training sequences: no validation split
 GRU_STEPS = 160  # longer sequences are strided so that the GRU reads at most about this many
 HIDDEN_SIZE = 64
@@ -130,12 +131,12 @@ def warmup_share(epochs: int) -> float:
     return share
 
 
-def checkpoint_interval(epochs: int) -> int:
-    """Epochs between checkpoints: at most :data:`CHECKPOINTS` of them, and a divisor of ``epochs``.
+def checkpoint_interval(epochs: int, checkpoints: int = CHECKPOINTS) -> int:
+    """Epochs between checkpoints: at most ``checkpoints`` of them, and a divisor of ``epochs``.
 
     A divisor, so the last epoch is always saved (and tested when there is no validation split).
     """
-    bound = max(1, epochs // CHECKPOINTS)
+    bound = max(1, epochs // checkpoints)
     return max(d for d in range(1, bound + 1) if epochs % d == 0)
 
 
@@ -214,7 +215,9 @@ def choose_recipe(
             f"one cycle over {epochs} epochs: warm-up {WARMUP_SHARE:.0%}, cosine decay to ~0",
         )
     if isinstance(epochs, int) and epochs > 0:
-        every = checkpoint_interval(epochs)
+        # With a validation split the best of the saved epochs is tested: many candidates. Without one,
+        # only the last is, and the others are there for a run that is killed.
+        every = checkpoint_interval(epochs, CHECKPOINTS if validate else CHECKPOINTS_UNVALIDATED)
         if every > 1:
             choose("checkpoint.every_n_epochs", every, f"{epochs // every} checkpoints over {epochs} epochs")
     if not validate:

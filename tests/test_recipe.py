@@ -30,7 +30,7 @@ def test_small_file_trains_on_everything_with_batches_of_a_tenth() -> None:
     schedule = values["lr_scheduler"]["init_args"]
     assert schedule["total_steps"] == 100 and schedule["max_lr"] == values["optimizer"]["init_args"]["lr"]
     assert "model.downsample" not in values  # 100 steps: no stride
-    assert values["checkpoint.every_n_epochs"] == 2  # 50 checkpoints, the last epoch among them
+    assert values["checkpoint.every_n_epochs"] == 10  # 10 checkpoints (none to choose from), the last among them
     assert values["model.rocket_features"] == 10_000 and values["model.rocket_max_dilation"] == 12  # 99 // 8
 
 
@@ -39,6 +39,14 @@ def test_checkpoint_interval_divides_the_epochs() -> None:
 
     assert checkpoint_interval(10) == 1 and checkpoint_interval(600) == 12
     assert checkpoint_interval(101) == 1 and checkpoint_interval(150) == 3
+    assert checkpoint_interval(100, 10) == 10 and checkpoint_interval(91, 10) == 7
+
+
+def test_a_validation_split_keeps_fifty_checkpoints_to_choose_the_best_from() -> None:
+    values = _values(DataFacts(train_sequences=1000, max_length=100, num_features=1, num_classes=6))
+    assert values["data.val_fraction"] == 0.2 and "checkpoint.monitor" not in values  # val/loss chooses
+    epochs = values["trainer.max_epochs"]
+    assert epochs // values.get("checkpoint.every_n_epochs", 1) >= 40  # Lightning's default: every epoch
 
 
 def test_batch_size_stays_within_bounds_and_never_exceeds_the_data() -> None:
