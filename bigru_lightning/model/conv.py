@@ -37,9 +37,12 @@ class ConvBlock(nn.Module):
         self.norm = nn.BatchNorm1d(out_channels)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-        """Block output (batch, out_channels, time); ``valid`` (batch, 1, time) marks valid steps, None: all."""
-        if valid is not None:
-            x = x.masked_fill(~valid, 0.0)
+        """Block output (batch, out_channels, time), padded steps of ``x`` already zero.
+
+        ``valid`` (batch, 1, time) is 1.0 at valid steps and 0.0 at padded ones (``x``'s dtype); None: all
+        valid. The output's padded steps are not zero (the ReLU of the normalised bias): the next block
+        or the pooling multiplies them by ``valid``.
+        """
         x = self.conv(functional.pad(x, (self.pad_before, self.pad_after)))
         if valid is None or not self.training:
             return functional.relu(self.norm(x))
@@ -48,10 +51,10 @@ class ConvBlock(nn.Module):
     def _masked_batch_norm(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Training-mode batch norm whose statistics (and running statistics) come from valid steps only."""
         norm = self.norm
-        count = valid.sum().to(x.dtype)
-        mean = x.masked_fill(~valid, 0.0).sum(dim=(0, 2)) / count
-        centred = (x - mean[None, :, None]).masked_fill(~valid, 0.0)
-        variance = centred.square().sum(dim=(0, 2)) / count
+        count = valid.sum()  # valid (batch, step) pairs
+        mean = (x * valid).sum(dim=(0, 2)) / count
+        deviation = x - mean[None, :, None]
+        variance = (deviation * valid).square().sum(dim=(0, 2)) / count
         running_mean, running_var = norm.running_mean, norm.running_var
         if running_mean is not None and running_var is not None:
             with torch.no_grad():
@@ -64,10 +67,9 @@ class ConvBlock(nn.Module):
         scale = torch.rsqrt(variance + norm.eps)
         if norm.weight is not None:
             scale = scale * norm.weight
-        out = (x - mean[None, :, None]) * scale[None, :, None]
-        if norm.bias is not None:
-            out = out + norm.bias[None, :, None]
-        return out
+        if norm.bias is None:
+            return deviation * scale[None, :, None]
+        return torch.addcmul(norm.bias[None, :, None], deviation, scale[None, :, None])
 
 
 class ConvBranch(nn.Module):
@@ -95,9 +97,13 @@ class ConvBranch(nn.Module):
             lengths: Valid steps per sequence (batch,); None: all steps are valid.
         """
         h = x.transpose(1, 2)
-        valid = None if lengths is None else valid_steps(lengths, x.shape[1]).unsqueeze(1)
-        for block in self.blocks:
-            h = block(h, valid)
-        if valid is None or lengths is None:
+        if lengths is None:
+            for block in self.blocks:
+                h = block(h, None)
             return h.mean(dim=2)
-        return h.masked_fill(~valid, 0.0).sum(dim=2) / lengths.to(h.dtype).unsqueeze(1)
+        mask = valid_steps(lengths, x.shape[1]).unsqueeze(1)
+        h = h.masked_fill(~mask, 0.0)  # whatever the padding holds (a NaN too): zero, as 'same' padding puts
+        valid = mask.to(h.dtype)  # within the branch every value is finite: a product masks (cheaper)
+        for number, block in enumerate(self.blocks):
+            h = block(h if number == 0 else h * valid, valid)
+        return (h * valid).sum(dim=2) / lengths.to(h.dtype).unsqueeze(1)
