@@ -11,11 +11,12 @@ mistakes end in one ``error:`` line and exit status 2 (set ``BIGRU_DEBUG=1`` for
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,13 @@ class BiGRUCLI(LightningCLI):
             default=None,
             help="Resume training from this checkpoint; 'last' = the newest run's last.ckpt.",
         )
+        parser.add_argument(
+            "--threads",
+            type=int | None,
+            default=None,
+            help="CPU threads for torch's operations while fitting and testing (torch.set_num_threads, "
+            "restored afterwards). None: torch's default, or for file data the recipe's choice.",
+        )
         parser.add_lightning_class_args(ResumableCheckpoint, "checkpoint")
         parser.add_optimizer_args((Optimizer,))
         parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
@@ -138,6 +146,7 @@ class BiGRUCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Check the accelerator, resolve ``--ckpt_path last`` and point the logger at the resumed run."""
         check_accelerator(self.config.get("trainer", {}).get("accelerator", "auto"))
+        check_threads(self.config.get("threads"))
         for choice in apply_recipe(self.config, getattr(self, "given_keys", set())):
             print(choice.line(), flush=True)
         ckpt_path = self.config.get("ckpt_path")
@@ -205,7 +214,8 @@ class BiGRUCLI(LightningCLI):
         datamodule.setup("fit")  # read or generate the data before any log folder exists
         hand_data_facts_to_model(datamodule, model)
         ckpt_path = self.config.get("ckpt_path")
-        self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with torch_threads(self.config.get("threads")):
+            self.trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         checkpoint = self.trainer.checkpoint_callback
         return checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
 
@@ -213,7 +223,8 @@ class BiGRUCLI(LightningCLI):
         """Test ``best`` (or the current weights), print and log the results; return the test metrics."""
         model: BiGRUClassifier = self.model
         datamodule: SequenceDataModule = self.datamodule
-        results = self.trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        with torch_threads(self.config.get("threads")):
+            results = self.trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
         if isinstance(datamodule, GaussianDataModule):
             metrics["test/bayes_acc"] = datamodule.bayes_accuracy()
@@ -271,6 +282,29 @@ def check_accelerator(accelerator: object) -> None:
         raise UserInputError(
             f"--trainer.accelerator: expected one this machine has ({', '.join(accepted)}), got {accelerator}"
         )
+
+
+def check_threads(threads: object) -> None:
+    """``--threads``: a whole number of at least 1, or null."""
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise UserInputError(f"--threads: accepted: a whole number of CPU threads, at least 1, or null; got {threads}")
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Set torch's intra-op CPU threads to ``count`` inside the block, restore them after; None: leave them.
+
+    Restored because the Python API fits in the user's own process.
+    """
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def hand_data_facts_to_model(datamodule: SequenceDataModule, model: BiGRUClassifier) -> None:

@@ -48,6 +48,7 @@ LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-2
 WARMUP_SHARE = 0.1
 GRADIENT_CLIP = 1.0
+SINGLE_THREAD_MAX_BATCH = 24  # batches up to this size train on one CPU thread (faster than two; docs/recipe.md)
 CHECKPOINTS = 50  # checkpoints written per run at most with a validation split (the best is tested) ...
 CHECKPOINTS_UNVALIDATED = 10  # ... and without one (the last is tested; each is an fsync'd write of ~10 ms)
 REFIT_MAX_SEQUENCES = 500  # up to this many training sequences: no validation split
@@ -181,6 +182,8 @@ def choose_recipe(
         trained_on = max(1, n - math.ceil(n * fraction)) if usable and validate else n
     batch = choose("data.batch_size", batch_size(trained_on), f"{trained_on} training sequences / {BATCH_SHARE}")
     batches_per_epoch = math.ceil(trained_on / batch) if isinstance(batch, int) and batch > 0 else 1
+    if isinstance(batch, int) and batch <= SINGLE_THREAD_MAX_BATCH:
+        choose("threads", 1, f"batches of {batch}: one CPU thread is faster than several on small batches")
     budget = STEP_BUDGET
     epochs = choose(
         "trainer.max_epochs",
@@ -284,7 +287,7 @@ def apply_recipe(config: Any, given: set[str]) -> list[Choice]:
     test_fraction = None if init.get("test_file") is not None else init.get("test_fraction")
     facts = facts_of_files(str(init.train_file), init.get("val_file") is not None, test_fraction)
     fixed: dict[str, Any] = {}
-    for key in ("data.val_fraction", "data.batch_size", "trainer.max_epochs"):
+    for key in ("data.val_fraction", "data.batch_size", "trainer.max_epochs", "threads"):
         if key in given:
             fixed[key] = _get(config, key)
     if any(key == "optimizer" or key.startswith("optimizer.") for key in given):

@@ -269,3 +269,29 @@ def test_accelerators_here_follow_the_machine() -> None:
     here = accelerators_here()
     assert here[:2] == ["auto", "cpu"]
     assert ("cuda" in here) == torch.cuda.is_available() and ("gpu" in here) == ("cuda" in here or "mps" in here)
+
+
+def test_threads_hold_while_fitting_and_testing_and_are_restored(in_tmp: Path) -> None:
+    from lightning.pytorch.callbacks import Callback
+
+    from bigru_lightning.cli import make_cli
+
+    seen: dict[str, set[int]] = {"fit": set(), "test": set()}
+
+    class CountThreads(Callback):
+        def on_train_batch_start(self, *args: object) -> None:
+            seen["fit"].add(torch.get_num_threads())
+
+        def on_test_batch_start(self, *args: object) -> None:
+            seen["test"].add(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cli = make_cli(["--data.samples_per_class", "20", "--trainer.max_epochs", "1", "--threads", "1"])
+        cli.trainer.callbacks.append(CountThreads())  # type: ignore[attr-defined]
+        cli.run()
+        assert seen == {"fit": {1}, "test": {1}}
+        assert torch.get_num_threads() == 2  # the caller's count again (the Python API fits in its process)
+    finally:
+        torch.set_num_threads(before)

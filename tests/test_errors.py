@@ -225,6 +225,13 @@ FIT_CASES: list[tuple[str, list[str], str, Setup | None]] = [
     ),
     ("nested_number_given_text", ["--optimizer.lr", "fast"], "--optimizer.lr: expected a number, got fast", None),
     (
+        "threads_zero",
+        ["--threads", "0"],
+        "--threads: accepted: a whole number of CPU threads, at least 1, or null; got 0",
+        None,
+    ),
+    ("threads_text", ["--threads", "two"], "--threads: expected an integer or null, got two", None),
+    (
         "precision_unknown",
         ["--trainer.precision", "7"],
         "--trainer.precision: accepted: 16-true, 32-true, 64-true, 16-mixed, bf16-true, bf16-mixed, ..., got 7",

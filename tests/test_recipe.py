@@ -81,6 +81,13 @@ def test_conv_width_keeps_the_branch_cost_bounded() -> None:
             assert length * w**2 <= GRU_STEPS * CONV_WIDTH**2 < length * (w + 8) ** 2
 
 
+def test_small_batches_train_on_one_thread_and_the_users_count_wins() -> None:
+    assert _values(DataFacts(200, 100, 1, 6))["threads"] == 1  # batches of 20
+    assert "threads" not in _values(DataFacts(2000, 100, 1, 6))  # batches of 64: torch's default
+    assert "threads" not in _values(DataFacts(200, 100, 1, 6), {"threads": 2})
+    assert _values(DataFacts(2000, 100, 1, 6), {"data.batch_size": 8})["threads"] == 1  # the user's batch counts
+
+
 def test_values_follow_the_users_own() -> None:
     facts = DataFacts(200, 100, 1, 6)
     values = _values(facts, {"data.batch_size": 50, "optimizer": object(), "optimizer.lr": 0.01})
@@ -163,6 +170,7 @@ def test_cli_prints_saves_and_reproduces_the_auto_values(in_tmp: Path, capsys: p
     assert saved["model"]["rocket_max_dilation"] == 4  # 39 // 8: the kernels span the longest sequence
     assert saved["model"]["label_smoothing"] == 0.1
     assert saved["model"]["downsample"] == 1  # 40 steps: no stride chosen, the model's default
+    assert saved["threads"] == 1  # batches of 10: one CPU thread
 
     again, out = _run(["--config", "lightning_logs/version_0/config.yaml"], capsys)
     assert AUTO_LINE.search(out) is None  # every value comes from the file
@@ -189,6 +197,7 @@ def test_cli_user_values_win(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -
     assert saved["optimizer"]["class_path"] == "torch.optim.SGD"
     assert saved["lr_scheduler"]["init_args"]["max_lr"] == 0.05
     assert saved["model"]["hidden_size"] == 8
+    assert saved["threads"] is None  # batches of 32: torch's own thread count
 
 
 def test_tutorial_run_has_no_auto_values(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
