@@ -45,6 +45,8 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
     data-adaptive recipe or the CLI's default, as on a file. ``conv_channels=[]`` means no FCN branch.
 
     Args:
+        threads: CPU threads while fitting (``--threads``; torch's count is restored after). None: the
+            recipe's choice (one for batches of up to 24 sequences) or torch's.
         random_state: Seed of everything random (``--seed_everything`` and ``--data.seed``); None:
             the CLI's default seed 42, so that fits are reproducible as ``scripts/fit.py``'s are.
         verbose: Show the progress bar, model summary, the recipe's choices and Lightning's logs.
@@ -111,6 +113,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         lr: float | None = None,
         weight_decay: float | None = None,
         lr_scheduler: str | dict[str, Any] | None = None,
+        threads: int | None = None,
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
         log_dir: str | None = None,
@@ -164,6 +167,7 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         self.lr = lr
         self.weight_decay = weight_decay
         self.lr_scheduler = lr_scheduler
+        self.threads = threads
         self.random_state = random_state
         self.verbose = verbose
         self.log_dir = log_dir

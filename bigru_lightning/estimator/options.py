@@ -65,6 +65,7 @@ OPTIMIZER_OPTIONS = {
     "weight_decay": "--optimizer.weight_decay",
     "lr_scheduler": "--lr_scheduler",
 }
+RUN_OPTIONS = {"threads": "--threads"}  # the CLI's own options
 # Trainer arguments the estimator sets itself, and why (docs/python-api.md lists them too).
 MANAGED_TRAINER_OPTIONS = {
     "logger": "log_dir= (a TensorBoard run there; none without it)",
@@ -89,7 +90,7 @@ def keyword_flags() -> dict[str, str]:
     flags = {name: f"--model.{name}" for name in MODEL_OPTIONS}
     flags |= {name: f"--data.{name}" for name in DATA_OPTIONS}
     flags |= {name: f"--trainer.{name}" for name in TRAINER_OPTIONS}
-    return flags | OPTIMIZER_OPTIONS
+    return flags | OPTIMIZER_OPTIONS | RUN_OPTIONS
 
 
 def cli_value(name: str, value: Any) -> str:

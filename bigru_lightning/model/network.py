@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bigru_lightning.model import branch_worker
 from bigru_lightning.model.conv import ConvBranch
 from bigru_lightning.model.downsample import TimeDownsample
 from bigru_lightning.model.pooling import POOLINGS, Pooling, make_pooling
@@ -119,6 +120,9 @@ class BiGRU(nn.Module):
             x: Sequences, shape (batch, time, features), padded at the end where lengths differ.
             lengths: Optional true length of each sequence, shape (batch,), each in [1, time].
         """
+        conv_ticket = -1  # the FCN branch on a second CPU thread while the GRU runs here (training only)
+        if self.conv is not None and not torch.jit.is_scripting() and branch_worker.applies(x):
+            conv_ticket = branch_worker.start(self.conv, x, lengths)
         short, short_lengths = self.downsample(x, lengths)
         if short_lengths is None and self.pool_reads_final_states:
             summary = self.rnn.final_states(short)  # the same vector, without gradients through every step
@@ -126,7 +130,11 @@ class BiGRU(nn.Module):
             out = self.rnn(short, short_lengths)
             summary = self.pool(out, full_lengths(out) if short_lengths is None else short_lengths)
         if self.conv is not None:
-            summary = torch.cat([summary, self.conv(x, lengths)], dim=1)
+            if conv_ticket >= 0 and not torch.jit.is_scripting():
+                conv_summary = branch_worker.finish(conv_ticket)
+            else:
+                conv_summary = self.conv(x, lengths)
+            summary = torch.cat([summary, conv_summary], dim=1)
         if self.rocket is not None:
             summary = torch.cat([summary, self.rocket(x, lengths)], dim=1)
         return self.head(self.dropout(summary))
