@@ -50,7 +50,7 @@ WARMUP_SHARE = 0.1
 GRADIENT_CLIP = 1.0
 SINGLE_THREAD_MAX_BATCH = 24  # batches up to this size train on one CPU thread (faster than two; docs/recipe.md)
 CHECKPOINTS = 50  # checkpoints written per run at most with a validation split (the best is tested) ...
-CHECKPOINTS_UNVALIDATED = 10  # ... and without one (the last is tested; each is an fsync'd write of ~10 ms)
+CHECKPOINTS_UNVALIDATED = 10  # ... and without one, ending at max_epochs (the last is tested; ~10 ms each)
 REFIT_MAX_SEQUENCES = 500  # up to this many training sequences: no validation split
 GRU_STEPS = 160  # longer sequences are strided so that the GRU reads at most about this many
 HIDDEN_SIZE = 64
@@ -219,8 +219,10 @@ def choose_recipe(
         )
     if isinstance(epochs, int) and epochs > 0:
         # With a validation split the best of the saved epochs is tested: many candidates. Without one,
-        # only the last is, and the others are there for a run that is killed.
-        every = checkpoint_interval(epochs, CHECKPOINTS if validate else CHECKPOINTS_UNVALIDATED)
+        # the last epoch's is, and the others are there for a run that is killed; but a run that may
+        # stop between epochs (max_steps, max_time) tests the last one saved: keep them close.
+        stops_early = fixed.get("trainer.max_steps", -1) not in (None, -1) or fixed.get("trainer.max_time") is not None
+        every = checkpoint_interval(epochs, CHECKPOINTS if validate or stops_early else CHECKPOINTS_UNVALIDATED)
         if every > 1:
             choose("checkpoint.every_n_epochs", every, f"{epochs // every} checkpoints over {epochs} epochs")
     if not validate:
@@ -287,7 +289,14 @@ def apply_recipe(config: Any, given: set[str]) -> list[Choice]:
     test_fraction = None if init.get("test_file") is not None else init.get("test_fraction")
     facts = facts_of_files(str(init.train_file), init.get("val_file") is not None, test_fraction)
     fixed: dict[str, Any] = {}
-    for key in ("data.val_fraction", "data.batch_size", "trainer.max_epochs", "threads"):
+    for key in (
+        "data.val_fraction",
+        "data.batch_size",
+        "trainer.max_epochs",
+        "trainer.max_steps",
+        "trainer.max_time",
+        "threads",
+    ):
         if key in given:
             fixed[key] = _get(config, key)
     if any(key == "optimizer" or key.startswith("optimizer.") for key in given):

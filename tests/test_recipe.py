@@ -42,6 +42,13 @@ def test_checkpoint_interval_divides_the_epochs() -> None:
     assert checkpoint_interval(100, 10) == 10 and checkpoint_interval(91, 10) == 7
 
 
+def test_a_run_that_may_stop_between_epochs_keeps_fifty_checkpoints() -> None:
+    facts = DataFacts(train_sequences=200, max_length=100, num_features=1, num_classes=6)  # 100 epochs
+    assert _values(facts, {"trainer.max_steps": 20})["checkpoint.every_n_epochs"] == 2
+    assert _values(facts, {"trainer.max_time": "00:00:01:00"})["checkpoint.every_n_epochs"] == 2
+    assert _values(facts, {"trainer.max_steps": -1})["checkpoint.every_n_epochs"] == 10  # Lightning's "no limit"
+
+
 def test_a_validation_split_keeps_fifty_checkpoints_to_choose_the_best_from() -> None:
     values = _values(DataFacts(train_sequences=1000, max_length=100, num_features=1, num_classes=6))
     assert values["data.val_fraction"] == 0.2 and "checkpoint.monitor" not in values  # val/loss chooses
