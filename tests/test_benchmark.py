@@ -203,3 +203,14 @@ def test_scoring_cost_times_both_ways_of_scoring_the_test_pass(capsys: pytest.Ca
     assert result["per_batch"].rounds == result["at_end"].rounds == result["ratio"].rounds == 2
     assert result["per_batch"].median > 0 and result["at_end"].median > 0
     assert "at_end / per_batch" in capsys.readouterr().out
+
+
+def test_step_threads_times_every_contestant(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.step_threads import main as step_threads
+
+    threads = torch.get_num_threads()
+    step_threads(["--shapes", "UnitTest", "--rounds", "1", "--repeats", "1"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| UnitTest"))
+    cells = row.strip("|").split("|")[1:]
+    assert len(cells) == 3 and all(float(cell.split()[0]) > 0 for cell in cells)
+    assert torch.get_num_threads() == threads  # the caller's thread count again
