@@ -98,44 +98,48 @@ def run_directions(inputs: torch.Tensor, weights: Sequence[torch.Tensor]) -> tor
         weights: :func:`gru_weights` of each direction's GRU, one after the other.
     """
     directions, batch, time, features = inputs.shape
-    w_ih = torch.stack(list(weights[0::4]))  # (D, 3H, F)
-    b_ih = torch.stack(list(weights[2::4]))  # (D, 3H)
-    # [W_hh^T ; b_hh]: the bias is the last row, multiplied by a column of ones kept beside each state.
+    # [W_ih^T ; b_ih] and [W_hh^T ; b_hh]: each bias is the last row, multiplied by a column of ones.
+    w_ih = torch.stack(
+        [torch.cat([w.t(), b.unsqueeze(0)], dim=0) for w, b in zip(weights[0::4], weights[2::4], strict=True)]
+    )  # (D, F + 1, 3H)
     w_hh = torch.stack(
         [torch.cat([w.t(), b.unsqueeze(0)], dim=0) for w, b in zip(weights[1::4], weights[3::4], strict=True)]
     )  # (D, H + 1, 3H)
-    flat = inputs.reshape(directions, batch * time, features)
-    gi = torch.baddbmm(b_ih.unsqueeze(1), flat, w_ih.transpose(1, 2))  # (D, B*T, 3H): every step's input projection
-    gi = gi.view(directions, batch, time, -1).transpose(0, 2).transpose(1, 2).contiguous()  # (T, D, B, 3H)
-    states = GRUScan.apply(gi, w_hh)  # (T, D, B, H)
-    return states.permute(1, 2, 0, 3)
+    # Time-major within each direction before the projection (the inputs are narrow: a cheap copy), so that
+    # every step's projection, and its gradient, is a (D, B, 3H) slice of one tensor without reordering.
+    flat = torch.cat([inputs.transpose(1, 2), inputs.new_ones(directions, time, batch, 1)], dim=3)
+    gi = torch.bmm(flat.view(directions, time * batch, features + 1), w_ih)  # (D, T*B, 3H): every step's projection
+    states = GRUScan.apply(gi.view(directions, time, batch, -1), w_hh)  # (D, T, B, H)
+    return states.transpose(1, 2)
 
 
 class GRUScan(torch.autograd.Function):
     """The GRU recurrence over precomputed input projections, all directions at once, with its backward.
 
-    Layout ``(time, directions, batch, channels)``: each step's matrix products take the states as rows
+    Layout ``(directions, time, batch, channels)``: each step's matrix products take the states as rows
     (a few rows by ``H + 1`` against ``H + 1`` by ``3H`` runs several times faster on the CPU than the
-    transposed product), and the gates are column blocks of each row.
+    transposed product), the gates are column blocks of each row, and the weights' gradient after the
+    loop is one product of the saved states and the gates' gradients, read in place. The per-step
+    gradient of the state runs time-major (``(time, directions, batch, hidden)``), written in place.
 
-    ``forward(gi, w_hh)``: ``gi`` (T, D, B, 3H) input projections including ``b_ih``; ``w_hh``
+    ``forward(gi, w_hh)``: ``gi`` (D, T, B, 3H) input projections including ``b_ih``; ``w_hh``
     (D, H + 1, 3H) the transposed recurrent weights with ``b_hh`` as the last row. Returns the hidden
-    states after each step, (T, D, B, H), starting from zeros.
+    states after each step, (D, T, B, H), starting from zeros.
     """
 
     @staticmethod
     def forward(ctx: Any, gi: torch.Tensor, w_hh: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        time, directions, batch, gate_rows = gi.shape
+        directions, time, batch, gate_rows = gi.shape
         hidden = gate_rows // 3
-        # states[t] = the state before step t, beside a column of ones (the bias row's input).
-        states = gi.new_empty(time + 1, directions, batch, hidden + 1)
+        # states[:, t] = the state before step t, beside a column of ones (the bias row's input).
+        states = gi.new_empty(directions, time + 1, batch, hidden + 1)
         states[..., hidden] = 1
-        states[0, ..., :hidden] = 0
-        gates = torch.empty_like(gi)  # r, z, n after their nonlinearities
-        recurrent = torch.empty_like(gi)  # W_hh h + b_hh, each step
+        states[:, 0, :, :hidden] = 0
+        gates = gi.new_empty(time, directions, batch, gate_rows)  # r, z, n after their nonlinearities
+        recurrent = torch.empty_like(gates)  # W_hh h + b_hh, each step
         # Every step's views made once (unbind): slicing inside the loop costs as much as the arithmetic.
-        state_rows, state_h = states.unbind(0), states[..., :hidden].unbind(0)
-        in_rz, in_n = gi[..., : 2 * hidden].unbind(0), gi[..., 2 * hidden :].unbind(0)
+        state_rows, state_h = states.unbind(1), states[..., :hidden].unbind(1)
+        in_rz, in_n = gi[..., : 2 * hidden].unbind(1), gi[..., 2 * hidden :].unbind(1)
         rec_all, rec_rz, rec_n = (
             recurrent.unbind(0),
             recurrent[..., : 2 * hidden].unbind(0),
@@ -153,7 +157,7 @@ class GRUScan(torch.autograd.Function):
             n = torch.addcmul(in_n[t], gate_r[t], rec_n[t], out=gate_n[t]).tanh_()
             torch.lerp(n, state_h[t], gate_z[t], out=state_h[t + 1])  # n + z * (h - n)
         ctx.save_for_backward(w_hh, states, gates, recurrent)
-        return states[1:, ..., :hidden]
+        return states[:, 1:, :, :hidden]
 
     @staticmethod
     def backward(ctx: Any, grad_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
@@ -161,17 +165,20 @@ class GRUScan(torch.autograd.Function):
         time, directions, batch, gate_rows = gates.shape
         hidden = gate_rows // 3
         r, z, n = gates[..., :hidden], gates[..., hidden : 2 * hidden], gates[..., 2 * hidden :]
-        previous = states[:-1, ..., :hidden]
+        previous = states[:, :-1, :, :hidden].transpose(0, 1)  # (T, D, B, H)
         # What each gate's pre-activation gradient is per unit of the state's gradient, every step at once.
         to_n = (1 - z) * (1 - n * n)
-        to_r = to_n * recurrent[..., 2 * hidden :] * r * (1 - r)
-        per_state = torch.cat([to_r, (previous - n) * z * (1 - z), to_n * r], dim=3)
+        per_state = torch.empty_like(gates)  # written in place, block by block (a cat would copy them again)
+        torch.mul(to_n * recurrent[..., 2 * hidden :], r * (1 - r), out=per_state[..., :hidden])
+        torch.mul((previous - n) * z, 1 - z, out=per_state[..., hidden : 2 * hidden])
+        torch.mul(to_n, r, out=per_state[..., 2 * hidden :])
         per_state_steps = per_state.view(time, directions, batch, 3, hidden).unbind(0)
         keep = z.contiguous().unbind(0)
-        grad_recurrent = torch.empty_like(per_state)  # d loss / d (W_hh h + b_hh), each step
-        grad_recurrent_steps = grad_recurrent.unbind(0)
+        # d loss / d (W_hh h + b_hh), each step: direction-major, as the weights' gradient reads it.
+        grad_recurrent = gates.new_empty(directions, time, batch, gate_rows)
+        grad_recurrent_steps = grad_recurrent.unbind(1)
         # grad_state[t] = incoming[t] + z[t+1] * grad_state[t+1] + grad_recurrent[t+1] @ W_hh (none after the last).
-        grad_state_all = grad_states.clone(memory_format=torch.contiguous_format)
+        grad_state_all = grad_states.transpose(0, 1).contiguous()  # (T, D, B, H)
         grad_state_steps = grad_state_all.unbind(0)
         w_back = w_hh[:, :hidden].transpose(1, 2).contiguous()  # (D, 3H, H)
         for t in range(time - 1, -1, -1):
@@ -184,9 +191,9 @@ class GRUScan(torch.autograd.Function):
             if t > 0:
                 grad_state_steps[t - 1].addcmul_(keep[t], grad_state).baddbmm_(grad_recurrent_steps[t], w_back)
         # The input projection's gradient: r and z as the recurrent one; n before the r product.
-        grad_gi = torch.cat([grad_recurrent[..., : 2 * hidden], grad_state_all * to_n], dim=3)
+        grad_gi = torch.cat([grad_recurrent[..., : 2 * hidden], (grad_state_all * to_n).transpose(0, 1)], dim=3)
         grad_w = torch.bmm(
-            states[:-1].permute(1, 3, 0, 2).reshape(directions, hidden + 1, time * batch),
-            grad_recurrent.transpose(0, 1).reshape(directions, time * batch, gate_rows),
+            states[:, :-1].reshape(directions, time * batch, hidden + 1).transpose(1, 2),
+            grad_recurrent.view(directions, time * batch, gate_rows),
         )
         return grad_gi, grad_w
