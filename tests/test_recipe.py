@@ -26,11 +26,11 @@ def test_small_file_trains_on_everything_with_batches_of_a_tenth() -> None:
     assert values["data.val_fraction"] == 0.0
     assert values["checkpoint.monitor"] is None  # no validation: the last weights are tested
     assert values["data.batch_size"] == 20
-    assert values["trainer.max_epochs"] == 80  # 800 steps at 10 batches per epoch
+    assert values["trainer.max_epochs"] == 70  # 700 steps at 10 batches per epoch
     schedule = values["lr_scheduler"]["init_args"]
-    assert schedule["total_steps"] == 80 and schedule["max_lr"] == values["optimizer"]["init_args"]["lr"]
+    assert schedule["total_steps"] == 70 and schedule["max_lr"] == values["optimizer"]["init_args"]["lr"]
     assert "model.downsample" not in values  # 100 steps: no stride
-    assert values["checkpoint.every_n_epochs"] == 8  # 10 checkpoints (none to choose from), the last among them
+    assert values["checkpoint.every_n_epochs"] == 7  # 10 checkpoints (none to choose from), the last among them
     assert values["model.rocket_features"] == 10_000 and values["model.rocket_max_dilation"] == 12  # 99 // 8
 
 
@@ -44,7 +44,7 @@ def test_checkpoint_interval_divides_the_epochs() -> None:
 
 def test_a_run_that_may_stop_between_epochs_keeps_fifty_checkpoints() -> None:
     facts = DataFacts(train_sequences=200, max_length=100, num_features=1, num_classes=6)
-    batches = {"data.batch_size": 25}  # 8 batches per epoch: 100 epochs
+    batches = {"data.batch_size": 29}  # 7 batches per epoch: 100 epochs
     assert _values(facts, {**batches, "trainer.max_steps": 20})["checkpoint.every_n_epochs"] == 2
     assert _values(facts, {**batches, "trainer.max_time": "00:00:01:00"})["checkpoint.every_n_epochs"] == 2
     assert _values(facts, {**batches, "trainer.max_steps": -1})["checkpoint.every_n_epochs"] == 10  # "no limit"
@@ -100,7 +100,7 @@ def test_values_follow_the_users_own() -> None:
     facts = DataFacts(200, 100, 1, 6)
     values = _values(facts, {"data.batch_size": 50, "optimizer": object(), "optimizer.lr": 0.01})
     assert "data.batch_size" not in values and "optimizer" not in values
-    assert values["trainer.max_epochs"] == 200  # 800 steps at 4 batches of 50
+    assert values["trainer.max_epochs"] == 175  # 700 steps at 4 batches of 50
     assert values["lr_scheduler"]["init_args"]["max_lr"] == 0.01
     values = _values(facts, {"trainer.max_epochs": 7, "data.val_fraction": 0.25})
     assert values["lr_scheduler"]["init_args"]["total_steps"] == 7
