@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from bigru_lightning.model import POOLINGS, BiGRU, recurrent
-from bigru_lightning.model.conv import ConvBranch, MaskedBatchNorm
+from bigru_lightning.model.conv import ConvBranch
 from bigru_lightning.model.downsample import TimeDownsample
 from bigru_lightning.model.gru_scan import GRUScan, scan_applies
 from bigru_lightning.model.pooling import POOLING_CLASSES
@@ -438,31 +438,3 @@ def test_recipe_network_trains_the_same_through_the_scan(monkeypatch: pytest.Mon
         torch.testing.assert_close(ours[0], theirs[0], rtol=1e-5, atol=1e-6)
         for mine, reference in zip(ours[1], theirs[1], strict=True):
             torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-6)
-
-
-def test_masked_batch_norm_backward_is_autograd_through_its_formulas() -> None:
-    """MaskedBatchNorm's closed-form backward equals autograd through the masked statistics, padded steps too."""
-    torch.manual_seed(0)
-    x = torch.randn(4, 5, 9, dtype=torch.float64, requires_grad=True)
-    valid = valid_steps(torch.tensor([9, 5, 3, 7]), 9).unsqueeze(1).to(torch.float64)
-    weight = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
-    count = valid.sum()
-    mean = (x * valid).sum(dim=(0, 2)) / count
-    deviation = x - mean[None, :, None]
-    variance = (deviation * valid).square().sum(dim=(0, 2)) / count
-    expected = deviation * (torch.rsqrt(variance + 1e-5) * weight)[None, :, None] + bias[None, :, None]
-    out, batch_mean, batch_variance, batch_count = MaskedBatchNorm.apply(x, valid, weight, bias, 1e-5)
-    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
-    torch.testing.assert_close(batch_mean, mean.detach(), rtol=0, atol=1e-12)
-    torch.testing.assert_close(batch_variance, variance.detach(), rtol=0, atol=1e-12)
-    assert batch_count.item() == 24
-    grad_out = torch.randn_like(out)  # nonzero at padded steps too: the output there depends on the statistics
-    for got, want in zip(
-        torch.autograd.grad(out, (x, weight, bias), grad_out),
-        torch.autograd.grad(expected, (x, weight, bias), grad_out),
-        strict=True,
-    ):
-        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
-    normalised = lambda *a: MaskedBatchNorm.apply(a[0], valid, a[1], a[2], 1e-5)[0]  # noqa: E731
-    assert torch.autograd.gradcheck(normalised, (x, weight, bias))

@@ -11,9 +11,7 @@ steps. Padding is handled so that a padded sequence gives exactly what it gives 
 - the average over time counts valid steps only.
 """
 
-# No ``from __future__ import annotations`` here: TorchScript reads the signature of the ``@torch.jit.unused``
-# training-only batch norm below (when it compiles the blocks) and cannot resolve it as a string.
-from typing import Any, Optional
+from __future__ import annotations
 
 import torch
 from torch import nn
@@ -38,7 +36,7 @@ class ConvBlock(nn.Module):
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size)
         self.norm = nn.BatchNorm1d(out_channels)
 
-    def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor]) -> torch.Tensor:  # noqa: UP045 (TorchScript)
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """Block output (batch, out_channels, time), padded steps of ``x`` already zero.
 
         ``valid`` (batch, 1, time) is 1.0 at valid steps and 0.0 at padded ones (``x``'s dtype); None: all
@@ -50,68 +48,28 @@ class ConvBlock(nn.Module):
             return functional.relu(self.norm(x))
         return functional.relu(self._masked_batch_norm(x, valid))
 
-    @torch.jit.unused
     def _masked_batch_norm(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Training-mode batch norm whose statistics (and running statistics) come from valid steps only."""
         norm = self.norm
-        weight = norm.weight if norm.weight is not None else x.new_ones(x.shape[1])
-        bias = norm.bias if norm.bias is not None else x.new_zeros(x.shape[1])
-        out, mean, variance, count = MaskedBatchNorm.apply(x, valid, weight, bias, norm.eps)
+        count = valid.sum()  # valid (batch, step) pairs
+        mean = (x * valid).sum(dim=(0, 2)) / count
+        deviation = x - mean[None, :, None]
+        variance = (deviation * valid).square().sum(dim=(0, 2)) / count
         running_mean, running_var = norm.running_mean, norm.running_var
         if running_mean is not None and running_var is not None:
             with torch.no_grad():
                 momentum = 0.1 if norm.momentum is None else norm.momentum
                 unbiased = variance * count / (count - 1).clamp(min=1.0)
-                running_mean.lerp_(mean, momentum)
-                running_var.lerp_(unbiased, momentum)
+                running_mean.lerp_(mean.detach(), momentum)
+                running_var.lerp_(unbiased.detach(), momentum)
                 if norm.num_batches_tracked is not None:
                     norm.num_batches_tracked.add_(1)
-        return out
-
-
-class MaskedBatchNorm(torch.autograd.Function):
-    """Training-mode batch norm over (batch, channels, time) whose statistics count valid steps only.
-
-    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` at every step, ``mean`` and ``var`` (biased) over
-    the steps where ``valid`` (batch, 1, time) is 1. Autograd through those formulas records a dozen
-    full-size operations backward; this backward is the closed form (four full-size operations):
-
-    ``dx = scale * (dy - valid * (sum(dy) + dev * sum(dy * dev) / (var + eps)) / count)``, the sums over all
-    steps (``y`` depends on ``mean`` and ``var`` at padded steps too), ``dev = x - mean``, ``scale =
-    weight / sqrt(var + eps)``. Checked against autograd through the formulas in ``tests/test_model.py``.
-
-    ``forward(x, valid, weight, bias, eps)`` returns ``(y, mean, var, count)``; only ``y`` carries a gradient.
-    """
-
-    @staticmethod
-    def forward(  # noqa: D102
-        ctx: Any, x: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        count = valid.sum()  # valid (batch, step) pairs
-        mean = (x * valid).sum(dim=(0, 2)) / count
-        deviation = x - mean[None, :, None]
-        variance = (deviation * valid * deviation).sum(dim=(0, 2)) / count
-        inverse_std = torch.rsqrt(variance + eps)
-        scale = inverse_std * weight
-        out = torch.addcmul(bias[None, :, None], deviation, scale[None, :, None])
-        ctx.save_for_backward(valid, deviation, inverse_std, scale, count)
-        ctx.mark_non_differentiable(mean, variance, count)
-        return out, mean, variance, count
-
-    @staticmethod
-    def backward(  # noqa: D102
-        ctx: Any, grad_out: torch.Tensor, *unused: torch.Tensor
-    ) -> tuple[torch.Tensor | None, None, torch.Tensor | None, torch.Tensor | None, None]:
-        valid, deviation, inverse_std, scale, count = ctx.saved_tensors
-        grad_sum = grad_out.sum(dim=(0, 2))  # d loss / d bias
-        grad_dev_sum = (grad_out * deviation).sum(dim=(0, 2))  # d loss / d weight, times sqrt(var + eps)
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            shift = (scale * grad_sum / count)[None, :, None]
-            slope = (scale * inverse_std.square() * grad_dev_sum / count)[None, :, None]
-            through_statistics = torch.addcmul(shift, deviation, slope)
-            grad_x = torch.addcmul(grad_out * scale[None, :, None], valid, through_statistics, value=-1)
-        return grad_x, None, grad_dev_sum * inverse_std, grad_sum, None
+        scale = torch.rsqrt(variance + norm.eps)
+        if norm.weight is not None:
+            scale = scale * norm.weight
+        if norm.bias is None:
+            return deviation * scale[None, :, None]
+        return torch.addcmul(norm.bias[None, :, None], deviation, scale[None, :, None])
 
 
 class ConvBranch(nn.Module):
@@ -131,7 +89,7 @@ class ConvBranch(nn.Module):
         )
         self.output_size = channels[-1]
 
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Global average over valid steps of the last block's output (batch, channels[-1]).
 
         Args:
