@@ -12,7 +12,7 @@ The recipe, and why (measurements in ``docs/recipe.md``):
 - **A budget of about 700 optimizer steps** (as epochs: ``ceil(700 / batches per epoch)``, at least
   30): the head over the random-kernel features settles within it (1,000 and 800 steps gave the same
   accuracy medians within a point on the development sets and the sets checked beside them, for more
-  time; 500 lost 1-4 points on some; 3,000, the GRU-FCN's budget, cost four to five times the time).
+  time; 500 lost 1-4 points on some; 3,000, the GRU-FCN's budget, cost three times 1,000's time).
 - **AdamW (torch's fused kernel: a quarter of the for-loop's time per step on the CPU), lr 3e-3,
   weight decay 1e-2, one-cycle schedule** (linear warm-up over the first 10% of
   the epochs, cosine decay to ~0): the last epochs settle, so the final weights are the ones to
