@@ -10,6 +10,8 @@
 - :func:`check_output` / :func:`atomic_output`: an output file is written to a temporary file beside
   it and renamed into place, so a crash never leaves a torn file, and an existing file is replaced only
   when asked.
+- :func:`imports_without_collection`: a command's process imports torch and Lightning with the garbage
+  collector paused, then freezes what they made (0.3-0.6 s less start-up).
 - :func:`skip_final_collection`: a finished command's process exits without the interpreter's last
   garbage collections (about 1 s with torch, Lightning and scikit-learn loaded).
 
@@ -81,6 +83,28 @@ def run_command(body: Callable[[], T], exit_codes: Mapping[type[BaseException], 
             if isinstance(error, kind):
                 _exit_with(one_line(error), code)
         raise
+
+
+@contextlib.contextmanager
+def imports_without_collection() -> Iterator[None]:
+    """Run a command's imports with the garbage collector paused, then freeze the objects they made.
+
+    Importing torch, Lightning and torchmetrics creates several hundred thousand objects, and the
+    collector walks all of them again and again as they accumulate: about 0.7 s of a 12 s file run
+    went to collections, nearly all during imports, which found a few hundred cyclic objects
+    (``docs/performance.md``). Inside this block nothing is collected; at its end ``gc.freeze()``
+    moves the modules' objects, which live as long as the process, out of the collector's reach, so
+    later collections walk only what the run itself creates. The collector is left as it was found
+    (enabled, unless it was disabled before). Only ``scripts/*.py`` use this, around their imports.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def skip_final_collection() -> None:

@@ -1,7 +1,9 @@
 """Export a trained checkpoint to ONNX or TorchScript (raw sequences in, class probabilities out)."""
 
-from bigru_lightning.app import skip_final_collection
-from bigru_lightning.export import main
+from bigru_lightning.app import imports_without_collection, skip_final_collection
+
+with imports_without_collection():  # torch and Lightning load faster with the collector paused
+    from bigru_lightning.export import main
 
 if __name__ == "__main__":
     main()

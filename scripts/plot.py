@@ -1,7 +1,9 @@
 """Write a run's loss/accuracy curves and confusion matrix as PNG files: python scripts/plot.py RUN_DIR."""
 
-from bigru_lightning.app import skip_final_collection
-from bigru_lightning.figures.plot_command import main
+from bigru_lightning.app import imports_without_collection, skip_final_collection
+
+with imports_without_collection():  # torch and Lightning load faster with the collector paused
+    from bigru_lightning.figures.plot_command import main
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,9 @@
 """Convert long-format .csv/.parquet files into memory-mapped stores (see docs/large-data.md)."""
 
-from bigru_lightning.app import skip_final_collection
-from bigru_lightning.prepare import main
+from bigru_lightning.app import imports_without_collection, skip_final_collection
+
+with imports_without_collection():  # torch and Lightning load faster with the collector paused
+    from bigru_lightning.prepare import main
 
 if __name__ == "__main__":
     main()

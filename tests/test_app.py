@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import gc
 import os
 import pickle
 import stat
@@ -11,10 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import hparams_entry, script_env
+from conftest import REPO, hparams_entry, script_env
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from bigru_lightning.app import OptionParser, atomic_output, check_output, load_checkpoint, run_command
+from bigru_lightning.app import (
+    OptionParser,
+    atomic_output,
+    check_output,
+    imports_without_collection,
+    load_checkpoint,
+    run_command,
+)
 from bigru_lightning.callbacks import KEY_SETTINGS, write_hparams_entry
 from bigru_lightning.cli import main as fit_main
 from bigru_lightning.errors import UserInputError
@@ -228,3 +237,83 @@ def test_openmp_threads_sleep_unless_the_user_says_otherwise(given: str | None, 
     code = "import bigru_lightning, os; print(os.environ['OMP_WAIT_POLICY'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == expected
+
+
+# -- start-up ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_imports_without_collection_pauses_then_freezes_and_restores(enabled_before: bool) -> None:
+    """Nothing is collected inside the block; afterwards what exists is frozen and the collector is as it was."""
+    was_enabled = gc.isenabled()
+    frozen_before = gc.get_freeze_count()
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    (gc.enable if enabled_before else gc.disable)()
+    gc.callbacks.append(count)
+    try:
+        with imports_without_collection():
+            assert not gc.isenabled()
+            cycles = []
+            for _ in range(50_000):  # far past the collector's thresholds
+                node: list[object] = []
+                node.append(node)
+                cycles.append(node)
+        assert collections == []
+        assert gc.isenabled() is enabled_before
+        assert gc.get_freeze_count() >= frozen_before + len(cycles)
+    finally:
+        gc.callbacks.remove(count)
+        gc.unfreeze()
+        (gc.enable if was_enabled else gc.disable)()
+
+
+def test_fit_script_imports_torch_and_lightning_without_a_full_collection() -> None:
+    """scripts/fit.py's imports run no full collection and leave the modules' objects frozen, the collector on."""
+    code = (
+        "import gc, runpy, sys\n"
+        "full = []\n"
+        "def count(phase, info):\n"
+        "    if phase == 'start' and info['generation'] == 2:\n"
+        "        full.append(1)\n"
+        "gc.callbacks.append(count)\n"
+        "runpy.run_path(sys.argv[1], run_name='imported')\n"  # the script's imports, not its main
+        "print(len(full), gc.get_freeze_count(), gc.isenabled(), 'lightning' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "scripts" / "fit.py")],
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    full, frozen, enabled, lightning = done.stdout.split()
+    assert lightning == "True" and enabled == "True"
+    assert int(full) == 0  # without the pause: about 7 full collections while torch and Lightning import
+    assert int(frozen) > 100_000
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "scripts").glob("*.py")), ids=lambda path: path.name)
+def test_every_script_imports_its_command_with_the_collector_paused(script: Path) -> None:
+    """Each script imports its ``main`` inside ``imports_without_collection()`` and nothing heavy before it."""
+    tree = ast.parse(script.read_text())
+    blocks = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.With)
+        and any(
+            isinstance(item.context_expr, ast.Call)
+            and getattr(item.context_expr.func, "id", None) == "imports_without_collection"
+            for item in node.items
+        )
+    ]
+    assert len(blocks) == 1, f"{script.name}: no `with imports_without_collection():` around its imports"
+    imported = [alias.name for node in blocks[0].body if isinstance(node, ast.ImportFrom) for alias in node.names]
+    assert "main" in imported
+    before = tree.body[: tree.body.index(blocks[0])]
+    before = [node for node in before if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert all(isinstance(node, ast.ImportFrom) and node.module == "bigru_lightning.app" for node in before)
