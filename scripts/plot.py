@@ -2,7 +2,7 @@
 
 from bigru_lightning.app import imports_without_collection, skip_final_collection
 
-with imports_without_collection():  # torch and Lightning load faster with the collector paused
+with imports_without_collection():  # no garbage collection while the modules load
     from bigru_lightning.figures.plot_command import main
 
 if __name__ == "__main__":
