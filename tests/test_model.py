@@ -243,22 +243,26 @@ def test_full_length_fast_path_equals_the_masked_path() -> None:
 
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [True, False])
-def test_final_state_without_lengths_reads_the_grus_final_states(num_layers: int, bidirectional: bool) -> None:
-    """Without lengths, final_state pooling takes h_n: the same logits and gradients, the pooling not called."""
+@pytest.mark.parametrize("lengths", [None, [8, 8, 8, 8, 8], [8, 3, 5, 1, 8]], ids=["none", "full", "variable"])
+def test_final_state_reads_the_grus_states(num_layers: int, bidirectional: bool, lengths: list[int] | None) -> None:
+    """final_state pooling takes each direction's state where it finished: the logits and gradients of the
+    pooling over the GRUs' outputs (the path other poolings take), the pooling itself not called."""
     torch.manual_seed(0)
     model = BiGRU(input_size=2, hidden_size=6, num_classes=3, num_layers=num_layers, bidirectional=bidirectional)
     pool_calls: list[int] = []
     model.pool.register_forward_hook(lambda *_: pool_calls.append(1))
     x, target = torch.randn(5, 8, 2), torch.tensor([0, 1, 2, 1, 0])
+    step_counts = None if lengths is None else torch.tensor(lengths)
     results = []
-    for lengths in (None, torch.full((5,), 8)):
+    for reads_states in (True, False):
+        model.pool_reads_final_states = reads_states
         model.zero_grad()
-        logits = model(x, lengths)
+        logits = model(x, step_counts)
         nn.functional.cross_entropy(logits, target).backward()
         results.append(
             (logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
         )
-    assert len(pool_calls) == 1  # only the run with lengths went through the pooling
+    assert len(pool_calls) == 1  # only the run over the outputs went through the pooling
     torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
     assert results[0][1].keys() == results[1][1].keys() == {n for n, _ in model.named_parameters()}
     for name, gradient in results[0][1].items():
@@ -375,7 +379,7 @@ def _stacked_gru_pass(
     """Outputs (valid steps only), final states and the gradients of every parameter and of ``x``."""
     valid = torch.ones(x.shape[:2], dtype=torch.bool) if lengths is None else valid_steps(lengths, x.shape[1])
     outputs = model(x, lengths) * valid.unsqueeze(2)
-    finals = model.final_states(x)
+    finals = model.final_states(x, lengths)
     loss = (outputs * weights).sum() + finals.square().sum()
     return outputs.detach(), finals.detach(), list(torch.autograd.grad(loss, [x, *model.parameters()]))
 

@@ -24,7 +24,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from bigru_lightning.model.steps import gather_steps
+from bigru_lightning.model.steps import gather_steps, reversal_index
 
 
 @torch.jit.unused
@@ -64,9 +64,25 @@ def layer_outputs(
 
 
 @torch.jit.unused
-def layer_final_states(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
-    """Each direction's state after its last step (batch, directions * hidden), for full-length ``x``, by the scan."""
-    last = _layer_states(x, weights, None)[:, :, -1]  # (directions, batch, hidden)
+def layer_final_states(
+    x: torch.Tensor,
+    weights: list[torch.Tensor],
+    lengths: Optional[torch.Tensor],  # noqa: UP045 (TorchScript reads this signature)
+) -> torch.Tensor:
+    """Each direction's state after the last valid step (batch, directions * hidden), by the scan.
+
+    ``lengths``: valid steps per sequence, or None when all fill every step. Each direction's state is
+    read where it finished its sequence (step ``lengths - 1`` in its reading order), not at the padded
+    end: what :class:`~bigru_lightning.model.pooling.FinalState` reads from :func:`layer_outputs`, without
+    reordering the backward direction's outputs into time order first.
+    """
+    reverse_index = None if lengths is None else reversal_index(lengths, x.shape[1])
+    states = _layer_states(x, weights, reverse_index)  # (directions, batch, time, hidden)
+    if lengths is None:
+        last = states[:, :, -1]
+    else:
+        rows = torch.arange(x.shape[0], device=x.device)
+        last = states[:, rows, lengths.to(device=x.device, dtype=torch.int64) - 1]  # (directions, batch, hidden)
     return torch.cat(list(last.unbind(0)), dim=1)
 
 

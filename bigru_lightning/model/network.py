@@ -124,8 +124,8 @@ class BiGRU(nn.Module):
         if self.conv is not None and not torch.jit.is_scripting() and branch_worker.applies(x):
             conv_ticket = branch_worker.start(self.conv, x, lengths)
         short, short_lengths = self.downsample(x, lengths)
-        if short_lengths is None and self.pool_reads_final_states:
-            summary = self.rnn.final_states(short)  # the same vector, without gradients through every step
+        if self.pool_reads_final_states:
+            summary = self.rnn.final_states(short, short_lengths)  # the pooled vector, from the GRUs' states
         else:
             out = self.rnn(short, short_lengths)
             summary = self.pool(out, full_lengths(out) if short_lengths is None else short_lengths)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bigru_lightning.model.gru_scan import gru_weights, layer_final_states, layer_outputs, scan_applies
-from bigru_lightning.model.steps import gather_steps, reversal_index
+from bigru_lightning.model.steps import gather_steps, reversal_index, step_at
 
 
 class GRULayer(nn.Module):
@@ -62,21 +62,33 @@ class GRULayer(nn.Module):
             backward_out = gather_steps(reversed_out, reverse_index)
         return torch.cat([forward_out, backward_out], dim=2)
 
-    def final_states(self, x: torch.Tensor) -> torch.Tensor:
-        """Each direction's final hidden state (batch, directions * hidden), for sequences filling every step.
+    def final_states(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Each direction's hidden state after its last valid step (batch, directions * hidden).
 
-        The forward GRU's last state and the backward GRU's state after reading back to step 0: what
-        :class:`~bigru_lightning.model.pooling.FinalState` reads from :meth:`forward`'s outputs, taken
-        from the GRUs' ``h_n`` instead. Training is faster this way: no gradient flows into the
-        per-step outputs, so autograd skips them (measured in ``docs/profiling.md``).
+        The forward GRU's state after step ``lengths - 1`` and the backward GRU's after reading back to
+        step 0: what :class:`~bigru_lightning.model.pooling.FinalState` reads from :meth:`forward`'s
+        outputs, taken from the GRUs' states instead. Training is faster this way: autograd skips the
+        per-step outputs, and with lengths the backward direction's outputs are not put back into time
+        order (measured in ``docs/profiling.md``).
+
+        Args:
+            x: Inputs (batch, time, input_size), padded at the end.
+            lengths: Valid steps per sequence (batch,); None: all steps are valid.
         """
         if not torch.jit.is_scripting() and scan_applies(x, self._recurrent_weight()):
-            return layer_final_states(x, self._weights())
-        _, forward_state = self.forward_gru(x)
+            return layer_final_states(x, self._weights(), lengths)
+        if lengths is None:
+            _, forward_state = self.forward_gru(x)
+            if self.backward_gru is None:
+                return forward_state[0]
+            _, backward_state = self.backward_gru(x.flip(1))
+            return torch.cat([forward_state[0], backward_state[0]], dim=1)
+        last = lengths - 1
+        forward_out, _ = self.forward_gru(x)
         if self.backward_gru is None:
-            return forward_state[0]
-        _, backward_state = self.backward_gru(x.flip(1))
-        return torch.cat([forward_state[0], backward_state[0]], dim=1)
+            return step_at(forward_out, last)
+        reversed_out, _ = self.backward_gru(gather_steps(x, reversal_index(lengths, x.shape[1])))
+        return torch.cat([step_at(forward_out, last), step_at(reversed_out, last)], dim=1)
 
     def _recurrent_weight(self) -> torch.Tensor:
         """The forward GRU's ``weight_hh_l0`` (whether it trains decides the scan)."""
@@ -124,17 +136,24 @@ class StackedGRU(nn.Module):
             lengths: Valid steps per sequence (batch,), each in [1, time]; None: all steps are valid.
         """
         reverse_index = None if lengths is None else reversal_index(lengths, x.shape[1])
-        return self._through_layers(x, reverse_index, final_states=False)
+        return self._through_layers(x, reverse_index, lengths, final_states=False)
 
-    def final_states(self, x: torch.Tensor) -> torch.Tensor:
-        """The last layer's final hidden state of each direction (batch, directions * hidden).
+    def final_states(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The last layer's hidden state of each direction after its last valid step (batch, directions * hidden).
 
-        For batches whose sequences fill every step: equal to ``FinalState`` over :meth:`forward`'s
-        outputs, and cheaper to train (see :meth:`GRULayer.final_states`).
+        Equal to ``FinalState`` over :meth:`forward`'s outputs, and cheaper to train (see
+        :meth:`GRULayer.final_states`).
+
+        Args:
+            x: Inputs (batch, time, features), padded at the end.
+            lengths: Valid steps per sequence (batch,), each in [1, time]; None: all steps are valid.
         """
-        return self._through_layers(x, None, final_states=True)
+        reverse_index = None if lengths is None else reversal_index(lengths, x.shape[1])
+        return self._through_layers(x, reverse_index, lengths, final_states=True)
 
-    def _through_layers(self, x: torch.Tensor, reverse_index: torch.Tensor | None, final_states: bool) -> torch.Tensor:
+    def _through_layers(
+        self, x: torch.Tensor, reverse_index: torch.Tensor | None, lengths: torch.Tensor | None, final_states: bool
+    ) -> torch.Tensor:
         """The layers in turn with dropout between them; the last gives its outputs or its final states."""
         out = x
         last = len(self.layers) - 1
@@ -143,7 +162,7 @@ class StackedGRU(nn.Module):
                 out = self.dropout(out)
             if final_states and number == last:
                 # Each layer is a GRULayer; TorchScript cannot compile typing.cast, hence the ignore.
-                return layer.final_states(out)  # type: ignore[operator]
+                return layer.final_states(out, lengths)  # type: ignore[operator]
             out = layer(out, reverse_index)
         return out
 
