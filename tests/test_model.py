@@ -297,6 +297,30 @@ def test_conv_branch_batch_norm_counts_valid_steps_only() -> None:
     torch.testing.assert_close(norm.running_var, expected_var, rtol=1e-5, atol=1e-5)
 
 
+def test_conv_branch_training_output_and_gradients_are_batch_norm_over_valid_steps() -> None:
+    """In training the branch's output and its gradients are those of batch norm over the valid steps alone."""
+    torch.manual_seed(0)
+    branch = ConvBranch(2, [3], [1]).train()
+    _, dirty, lengths = _padded_batch(1e3)
+    weights = torch.randn(dirty.shape[0], 3)
+    block = branch.blocks[0]
+    parameters = [block.conv.weight, block.conv.bias, block.norm.weight, block.norm.bias]
+    out = branch(dirty, lengths)
+    gradients = torch.autograd.grad((out * weights).sum(), parameters)
+
+    valid = torch.cat([dirty[row, :n] for row, n in enumerate(lengths.tolist())])  # (steps, 2)
+    activations = block.conv(valid.T.unsqueeze(0))[0]  # kernel 1: step by step, (3, steps)
+    mean = activations.mean(dim=1, keepdim=True)
+    variance = activations.var(dim=1, unbiased=False, keepdim=True)
+    normalised = (activations - mean) / torch.sqrt(variance + block.norm.eps)
+    steps = nn.functional.relu(normalised * block.norm.weight[:, None] + block.norm.bias[:, None])
+    expected = torch.stack([part.mean(dim=1) for part in steps.split(lengths.tolist(), dim=1)])
+    expected_gradients = torch.autograd.grad((expected * weights).sum(), parameters)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    for ours, reference in zip(gradients, expected_gradients, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
+
+
 def test_conv_branch_widens_the_head() -> None:
     model = _net(conv_channels=[8, 16, 12])
     assert model.head.in_features == 10 + 12
